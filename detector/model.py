@@ -1,0 +1,228 @@
+"""The value types that flow through detector: results and events in, decisions out.
+
+Kept free of I/O and of any library but the standard one, so the engine, the store, the
+API and the probes all speak the same plain objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Protocol
+
+
+class ComponentStatus(StrEnum):
+    """Statuspage's five component statuses."""
+
+    OPERATIONAL = "operational"
+    DEGRADED_PERFORMANCE = "degraded_performance"
+    PARTIAL_OUTAGE = "partial_outage"
+    MAJOR_OUTAGE = "major_outage"
+    UNDER_MAINTENANCE = "under_maintenance"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+# Maintenance ranks below outages: an outage during maintenance still reads as an outage in
+# incident bodies, while the component itself is shown in blue (see Engine.component_status).
+_SEVERITY = {
+    ComponentStatus.OPERATIONAL: 0,
+    ComponentStatus.UNDER_MAINTENANCE: 1,
+    ComponentStatus.DEGRADED_PERFORMANCE: 2,
+    ComponentStatus.PARTIAL_OUTAGE: 3,
+    ComponentStatus.MAJOR_OUTAGE: 4,
+}
+
+
+class IncidentStatus(StrEnum):
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+
+
+class NoData(StrEnum):
+    KEEP = "keep"
+    FAILING = "failing"
+    OK = "ok"
+
+
+PROBE_KINDS = ("label_creation", "order_import", "http", "tracking")
+
+
+# ---------------------------------------------------------------------------------- input
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe run. `at` is when it finished (epoch seconds)."""
+
+    at: float
+    probe: str
+    kind: str
+    component: str
+    ok: bool
+    latency_s: float | None = None
+    error: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    phases: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    at: float
+    id: str
+    service: str
+    version: str
+    components: tuple[str, ...]
+    bad: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeployFlaggedBad:
+    at: float
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """A window `[start, end)` in which `components` show under_maintenance."""
+
+    start: float
+    end: float
+    components: tuple[str, ...]
+    title: str = ""
+    id: str = ""
+
+    @property
+    def at(self) -> float:
+        return self.start
+
+    def covers(self, component: str, now: float) -> bool:
+        return self.start <= now < self.end and component in self.components
+
+
+Event = ProbeResult | Deploy | DeployFlaggedBad | Maintenance
+
+
+# ---------------------------------------------------------------------------------- rules
+
+
+class Condition(Protocol):
+    """A parsed `when` expression. Never Python `eval`: a small typed AST."""
+
+    text: str
+    metrics: frozenset[str]
+
+    def evaluate(self, values: Mapping[str, float]) -> bool: ...
+
+    def explain(self, values: Mapping[str, float]) -> str:
+        """The comparisons with the values seen, e.g. `error_ratio (0.42) >= 0.3`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    kind: str | None = None
+    component: str | None = None  # glob on component id
+    probe: str | None = None  # glob on probe id
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    status: ComponentStatus
+    when: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    match: Match
+    impact: tuple[Impact, ...]
+    description: str = ""
+    window: float = 300.0
+    min_results: int = 1
+    open_after: float = 1800.0
+    resolve_after: float = 600.0
+    deploy_window: float = 900.0
+    no_data: NoData = NoData.KEEP
+    inhibited_by: tuple[str, ...] = ()
+    title: str = "{component_name}: {rule_description}{markets}"
+    message: str = "{explanation}"
+    source: str = ""  # "file:line" of the rule, for messages
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        used: set[str] = set()
+        for entry in self.impact:
+            used |= entry.when.metrics
+        return frozenset(used)
+
+
+# ---------------------------------------------------------------------------------- output
+
+Cause = Literal["sustained", "deploy"]
+EpisodeOutcome = Literal["incident", "too_short", "maintenance", "inhibited", "pending"]
+
+
+@dataclass(slots=True)
+class IncidentUpdate:
+    at: float
+    status: IncidentStatus
+    component_status: ComponentStatus
+    body: str
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    rule: str
+    component: str
+    title: str
+    cause: Cause
+    deploy: str | None
+    impact: ComponentStatus  # the worst component status seen while open
+    status: IncidentStatus
+    component_status: ComponentStatus  # the current one
+    opened_at: float
+    resolved_at: float | None = None
+    updates: list[IncidentUpdate] = field(default_factory=list)
+    markets: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Episode:
+    rule: str
+    component: str
+    started_at: float
+    ended_at: float | None
+    outcome: EpisodeOutcome
+    incident_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpened:
+    incident: Incident
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdated:
+    incident: Incident
+    update: IncidentUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentResolved:
+    incident: Incident
+    update: IncidentUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeEnded:
+    episode: Episode
+
+
+Decision = IncidentOpened | IncidentUpdated | IncidentResolved | EpisodeEnded

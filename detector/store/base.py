@@ -1,0 +1,116 @@
+"""The one Store protocol. SQLite and PostgreSQL implement it and pass the same contract tests.
+
+Every method is synchronous and short; the daemon calls them from a worker thread so the
+event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from detector.model import (
+    ComponentStatus,
+    Decision,
+    Deploy,
+    Event,
+    Incident,
+    IncidentStatus,
+    IncidentUpdate,
+    Maintenance,
+    ProbeResult,
+)
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, read-only, constraint)."""
+
+
+class NotFound(StoreError):
+    """The id named does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRecord:
+    id: str  # "group/slug"
+    name: str
+    group: str  # "sendcloud" | "carriers" | "integrations"
+    description: str
+    status: ComponentStatus
+    position: int
+    updated_at: float
+
+
+class Store(Protocol):
+    # --- schema and lifecycle
+    def create_schema(self) -> None:
+        """Create tables if missing (SQLite); PostgreSQL uses `detector db upgrade`."""
+
+    def ping(self) -> bool:
+        """True when the database answers; for /readyz."""
+
+    def close(self) -> None: ...
+
+    # --- components (from config; status from the engine)
+    def sync_components(self, components: Sequence[ComponentRecord]) -> None:
+        """Insert/update names, groups and positions; keep stored statuses."""
+
+    def list_components(self) -> list[ComponentRecord]: ...
+
+    # --- the engine's writes: one transaction, so a crash never splits them
+    def commit_engine(
+        self,
+        decisions: Sequence[Decision],
+        engine_state: Mapping[str, Any],
+        component_statuses: Mapping[str, ComponentStatus],
+        now: float,
+    ) -> None:
+        """Apply incident opens/updates/resolves, save the engine state blob and the
+        component statuses, all in one transaction. Idempotent on incident id and on
+        (incident id, update at, status) so a retry after a failure writes nothing twice."""
+
+    def load_engine_state(self) -> dict[str, Any] | None: ...
+
+    # --- incidents (read side and manual updates)
+    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
+        """Newest first, with their updates (oldest first)."""
+
+    def get_incident(self, incident_id: str) -> Incident:
+        """Raises NotFound."""
+
+    def add_incident_update(
+        self, incident_id: str, status: IncidentStatus, body: str, now: float
+    ) -> IncidentUpdate:
+        """A manual update from on-call; raises NotFound."""
+
+    # --- probe results
+    def add_results(self, results: Sequence[ProbeResult]) -> None:
+        """One batch, one transaction."""
+
+    def results_since(self, since: float) -> list[ProbeResult]:
+        """Results with at > since, oldest first; rebuilds engine windows after a restart."""
+
+    def prune_results(self, before: float) -> int:
+        """Delete results with at < before; returns how many."""
+
+    # --- deploys and maintenance
+    def add_deploy(self, deploy: Deploy) -> None: ...
+
+    def flag_deploy_bad(self, deploy_id: str, now: float) -> Deploy:
+        """Raises NotFound."""
+
+    def recent_deploys(self, since: float) -> list[Deploy]: ...
+
+    def add_maintenance(self, maintenance: Maintenance) -> Maintenance:
+        """Stores it and returns it with its id set (kept if given)."""
+
+    def cancel_maintenance(self, maintenance_id: str, now: float) -> None:
+        """Ends it now (or deletes it if it has not started); raises NotFound."""
+
+    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
+        """Active and upcoming windows, soonest first."""
+
+    # --- history for `detector export`
+    def export_events(self, since: float, until: float) -> Iterator[Event]:
+        """Results, deploys, bad flags and maintenances in the window, sorted by time."""
