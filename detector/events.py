@@ -1,0 +1,185 @@
+"""The events file (JSON Lines): what `detector export` writes and replay / rule tests read.
+
+A bad line is an error naming the file and line number; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from detector.model import Deploy, DeployFlaggedBad, Event, Maintenance, ProbeResult
+from detector.timeutil import TimeFormatError, format_time, parse_time
+
+
+class EventsError(ValueError):
+    """One line: `file:line: what is wrong`."""
+
+
+class _Bad(Exception):
+    pass
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise _Bad(f"missing field '{name}'")
+    value = obj[name]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise _Bad(f"field '{name}' must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _optional(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    return None if obj.get(name) is None else _field(obj, name, kind)
+
+
+def _time(obj: dict[str, Any], name: str) -> float:
+    try:
+        return parse_time(_field(obj, name, str))
+    except TimeFormatError as exc:
+        raise _Bad(f"field '{name}': {exc}") from None
+
+
+def _strings(obj: dict[str, Any], name: str) -> tuple[str, ...]:
+    values = _field(obj, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise _Bad(f"field '{name}' must be a list of strings")
+    return tuple(values)
+
+
+def _result(obj: dict[str, Any]) -> ProbeResult:
+    labels = _optional(obj, "labels", dict) or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise _Bad("field 'labels' must map names to strings")
+    latency = _optional(obj, "latency_s", (int, float))
+    return ProbeResult(
+        at=_time(obj, "at"),
+        probe=_field(obj, "probe", str),
+        kind=_field(obj, "kind", str),
+        component=_field(obj, "component", str),
+        ok=_field(obj, "ok", bool),
+        latency_s=float(latency) if latency is not None else None,
+        error=_optional(obj, "error", str),
+        labels=labels,
+    )
+
+
+def _deploy(obj: dict[str, Any]) -> Deploy:
+    return Deploy(
+        at=_time(obj, "at"),
+        id=_field(obj, "id", str),
+        service=_field(obj, "service", str),
+        version=_field(obj, "version", str),
+        components=_strings(obj, "components"),
+        bad=bool(_optional(obj, "bad", bool)),
+    )
+
+
+def _flag(obj: dict[str, Any]) -> DeployFlaggedBad:
+    return DeployFlaggedBad(at=_time(obj, "at"), id=_field(obj, "id", str))
+
+
+def _maintenance(obj: dict[str, Any]) -> Maintenance:
+    start, end = _time(obj, "start"), _time(obj, "end")
+    if end <= start:
+        raise _Bad("maintenance 'end' must be after 'start'")
+    return Maintenance(
+        start=start,
+        end=end,
+        components=_strings(obj, "components"),
+        title=_optional(obj, "title", str) or "",
+        id=_optional(obj, "id", str) or f"m-{format_time(start)}",
+    )
+
+
+_PARSERS = {
+    "result": _result,
+    "deploy": _deploy,
+    "deploy_flagged_bad": _flag,
+    "maintenance": _maintenance,
+}
+
+
+def parse_line(line: str | bytes) -> Event:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _Bad(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise _Bad("expected a JSON object")
+    kind = obj.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise _Bad(f"unknown type {kind!r} (expected one of: {', '.join(_PARSERS)})")
+    return parser(obj)
+
+
+def read_events(path: str | Path) -> list[Event]:
+    with open(path, "rb") as handle:
+        return list(iter_events(handle, str(path)))
+
+
+def iter_events(lines: Iterable[bytes | str], name: str) -> Iterator[Event]:
+    """Parse and check order; blank lines are allowed, everything else must be an event."""
+    last = float("-inf")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_line(line)
+        except _Bad as exc:
+            raise EventsError(f"{name}:{number}: {exc}") from None
+        if event.at < last:
+            raise EventsError(
+                f"{name}:{number}: events must be sorted by time:"
+                f" {format_time(event.at)} comes after {format_time(last)}"
+            )
+        last = event.at
+        yield event
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, ProbeResult):
+        return {
+            "type": "result",
+            "at": format_time(event.at),
+            "probe": event.probe,
+            "kind": event.kind,
+            "component": event.component,
+            "ok": event.ok,
+            "latency_s": event.latency_s,
+            "error": event.error,
+            "labels": dict(event.labels),
+        }
+    if isinstance(event, Deploy):
+        return {
+            "type": "deploy",
+            "at": format_time(event.at),
+            "id": event.id,
+            "service": event.service,
+            "version": event.version,
+            "components": list(event.components),
+            "bad": event.bad,
+        }
+    if isinstance(event, DeployFlaggedBad):
+        return {"type": "deploy_flagged_bad", "at": format_time(event.at), "id": event.id}
+    return {
+        "type": "maintenance",
+        "id": event.id,
+        "start": format_time(event.start),
+        "end": format_time(event.end),
+        "components": list(event.components),
+        "title": event.title,
+    }
+
+
+def write_events(events: Iterable[Event], out: IO[bytes]) -> int:
+    count = 0
+    for event in events:
+        out.write(orjson.dumps(event_to_dict(event)) + b"\n")
+        count += 1
+    return count
