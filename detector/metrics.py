@@ -1,0 +1,295 @@
+"""Prometheus metrics for the daemon, on a registry it owns (never the global one).
+
+Metric names are a contract (DESIGN.md "Metrics"). Two kinds of update live here:
+
+* Event counters and histograms (`observe_probe`, `incident_opened`, ...), updated as things
+  happen. `observe_probe` runs for every probe result, so its labelled children are cached.
+* Snapshot gauges (`set_component_statuses`, `set_failure_durations`, `set_open_incidents`)
+  that the daemon replaces whole after each evaluation. They are served by a small custom
+  collector from the last mapping given, so a removed rule or component simply disappears
+  from the next scrape instead of leaving a stale series behind.
+
+Probe outcome labels (`result`): `ok` the check passed; `fail` the target answered, but
+wrongly (bad status, bad body, too slow for a latency check); `error` the probe could not run
+properly (timeout, connection refused, DNS, exception in the probe). `probe_outcome` derives
+the label when the caller does not know better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+from detector.model import ComponentStatus, ProbeResult
+
+ProbeOutcome = Literal["ok", "fail", "error"]
+PROBE_OUTCOMES: Final = ("ok", "fail", "error")
+
+# 5 ms .. 30 s: label creation round trips sit around 0.2-2 s, timeouts at 10-30 s.
+PROBE_DURATION_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+)  # fmt: skip
+# One evaluation of every (rule, component) series: target <= 0.5 s for 100k series.
+EVALUATION_DURATION_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+# Error texts that mean "the probe could not run" rather than "the target answered wrong".
+_ERROR_MARKERS: Final = (
+    "timeout",
+    "timed out",
+    "connect",
+    "dns",
+    "exception",
+    "cancelled",
+)
+
+
+def probe_outcome(result: ProbeResult) -> ProbeOutcome:
+    """`ok`, `fail` or `error` for a result, from its error text when not ok.
+
+    Probes that know better (they caught the exception themselves) should pass the label
+    straight to `Metrics.observe_probe`."""
+    if result.ok:
+        return "ok"
+    text = (result.error or "").lower()
+    if any(marker in text for marker in _ERROR_MARKERS):
+        return "error"
+    return "fail"
+
+
+class _SnapshotGauges(Collector):
+    """Gauges served from the mappings last handed in; replacing a mapping is atomic."""
+
+    def __init__(self) -> None:
+        self.component_status: Mapping[str, ComponentStatus] = {}
+        self.failure_durations: Mapping[tuple[str, str], float] = {}
+        self.incidents_open: Mapping[str, int] = {}
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(
+            component_status={}, failure_durations={}, incidents_open={}
+        )  # names only, for the registry's duplicate check
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(
+            component_status=self.component_status,
+            failure_durations=self.failure_durations,
+            incidents_open=self.incidents_open,
+        )
+
+    @staticmethod
+    def _families(
+        *,
+        component_status: Mapping[str, ComponentStatus],
+        failure_durations: Mapping[tuple[str, str], float],
+        incidents_open: Mapping[str, int],
+    ) -> Iterator[Metric]:
+        status = GaugeMetricFamily(
+            "detector_component_status",
+            "Current status of each component, one-hot over the five Statuspage statuses.",
+            labels=("component", "status"),
+        )
+        for component, current in component_status.items():
+            for candidate in ComponentStatus:
+                status.add_metric((component, candidate.value), 1.0 if candidate == current else 0)
+        yield status
+        failing = GaugeMetricFamily(
+            "detector_failure_duration_seconds",
+            "How long the current failure of a rule on a component has lasted; 0 when healthy.",
+            labels=("rule", "component"),
+        )
+        for (rule, component), seconds in failure_durations.items():
+            failing.add_metric((rule, component), seconds)
+        yield failing
+        open_incidents = GaugeMetricFamily(
+            "detector_incidents_open", "Incidents not yet resolved, per rule.", labels=("rule",)
+        )
+        for rule, count in incidents_open.items():
+            open_incidents.add_metric((rule,), count)
+        yield open_incidents
+
+
+class _WithoutCreated(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+class Metrics:
+    """Every detector_* metric, on `self.registry`."""
+
+    content_type: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+    def __init__(self, version: str = "unknown") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._probe_runs = Counter(
+            "detector_probe_runs",
+            "Probe runs by outcome: ok, fail (target answered wrong), error (could not run).",
+            ("probe", "kind", "component", "result"),
+            registry=registry,
+        )
+        self._probe_duration = Histogram(
+            "detector_probe_duration_seconds",
+            "Probe run latency in seconds.",
+            ("kind",),
+            buckets=PROBE_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._probe_success = Gauge(
+            "detector_probe_success",
+            "1 if the last run of the probe was ok, else 0.",
+            ("probe",),
+            registry=registry,
+        )
+        self._snapshots = _SnapshotGauges()
+        registry.register(self._snapshots)
+        self._opened = Counter(
+            "detector_incidents_opened",
+            "Incidents opened, by rule and cause (sustained or deploy).",
+            ("rule", "cause"),
+            registry=registry,
+        )
+        self._resolved = Counter(
+            "detector_incidents_resolved",
+            "Incidents resolved, by rule.",
+            ("rule",),
+            registry=registry,
+        )
+        self._evaluation = Histogram(
+            "detector_rule_evaluation_duration_seconds",
+            "Time taken by one evaluation of all rules.",
+            buckets=EVALUATION_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._evaluation_failures = Counter(
+            "detector_rule_evaluation_failures",
+            "Rule evaluations that raised instead of returning decisions.",
+            registry=registry,
+        )
+        self._reload_ok = Gauge(
+            "detector_config_last_reload_successful",
+            "1 if the last configuration or rules reload succeeded, else 0.",
+            registry=registry,
+        )
+        self._reload_time = Gauge(
+            "detector_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration or rules reload.",
+            registry=registry,
+        )
+        self._store_errors = Counter(
+            "detector_store_errors", "Store operations that failed.", registry=registry
+        )
+        self._leader = Gauge(
+            "detector_is_leader",
+            "1 if this instance holds the lease and evaluates rules, else 0.",
+            registry=registry,
+        )
+        build = Gauge(
+            "detector_build_info", "Build information; always 1.", ("version",), registry=registry
+        )
+        build.labels(version).set(1)
+        # (probe, kind, component, result) -> (runs child, duration child, success child)
+        self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
+
+    # ------------------------------------------------------------------ probes (hot path)
+
+    def observe_probe(self, result: ProbeResult, outcome: ProbeOutcome | None = None) -> None:
+        """Count one probe run; `outcome` defaults to `probe_outcome(result)`."""
+        label = outcome or probe_outcome(result)
+        key = (result.probe, result.kind, result.component, label)
+        children = self._probe_children.get(key)
+        if children is None:
+            children = self._probe_children_for(key)
+        runs, duration, success = children
+        runs.inc()
+        if result.latency_s is not None:
+            duration.observe(result.latency_s)
+        success.set(1.0 if label == "ok" else 0.0)
+
+    def _probe_children_for(
+        self, key: tuple[str, str, str, str]
+    ) -> tuple[Counter, Histogram, Gauge]:
+        probe, kind, _component, label = key
+        if label not in PROBE_OUTCOMES:
+            raise ValueError(
+                f"probe outcome {label!r}: expected one of {', '.join(PROBE_OUTCOMES)}"
+            )
+        children = (
+            self._probe_runs.labels(*key),
+            self._probe_duration.labels(kind),
+            self._probe_success.labels(probe),
+        )
+        self._probe_children[key] = children
+        return children
+
+    def retain_probes(self, probe_ids: Collection[str]) -> None:
+        """Drop the series of probes no longer configured (after a reload)."""
+        keep = set(probe_ids)
+        for key in [key for key in self._probe_children if key[0] not in keep]:
+            del self._probe_children[key]
+            self._probe_runs.remove(*key)
+            self._probe_success.remove(key[0])  # a no-op when already gone
+
+    # ------------------------------------------------------------------ engine snapshots
+
+    def set_component_statuses(self, statuses: Mapping[str, ComponentStatus]) -> None:
+        self._snapshots.component_status = dict(statuses)
+
+    def set_failure_durations(self, durations: Mapping[tuple[str, str], float]) -> None:
+        """(rule, component) -> seconds the current failure has lasted; replaces the set."""
+        self._snapshots.failure_durations = dict(durations)
+
+    def set_open_incidents(self, counts: Mapping[str, int]) -> None:
+        """rule -> open incidents; pass every loaded rule (0 included); replaces the set."""
+        self._snapshots.incidents_open = dict(counts)
+
+    # ------------------------------------------------------------------ engine events
+
+    def incident_opened(self, rule: str, cause: str) -> None:
+        self._opened.labels(rule, cause).inc()
+
+    def incident_resolved(self, rule: str) -> None:
+        self._resolved.labels(rule).inc()
+
+    def observe_evaluation(self, seconds: float) -> None:
+        self._evaluation.observe(seconds)
+
+    def evaluation_failed(self) -> None:
+        self._evaluation_failures.inc()
+
+    # ------------------------------------------------------------------ daemon
+
+    def config_reloaded(self, ok: bool, now: float) -> None:
+        self._reload_ok.set(1 if ok else 0)
+        if ok:
+            self._reload_time.set(now)
+
+    def store_error(self) -> None:
+        self._store_errors.inc()
+
+    def set_leader(self, leader: bool) -> None:
+        self._leader.set(1 if leader else 0)
+
+    # ------------------------------------------------------------------ exposition
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format (0.0.4) of every metric; `content_type` goes with it.
+
+        prometheus_client's `*_created` samples are left out: they are not part of the
+        contract and would double the series count of every counter and histogram."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+    def get(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """One sample's value, for tests and the CLI; None when absent."""
+        return self.registry.get_sample_value(name, dict(labels) if labels else None)

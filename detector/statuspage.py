@@ -1,0 +1,372 @@
+"""Statuspage v2-compatible JSON, built by pure functions from store records.
+
+Field names and enum values follow Atlassian Statuspage's public API v2, so existing status
+aggregators and dashboards read detector's page without changes. Choices where detector's
+model has no direct equivalent:
+
+* Component ids: a detector id `group/slug` becomes `group.slug` (`public_id`), so it is safe
+  in URLs and HTML anchors; every group becomes a group component whose id is the group name
+  (`carriers`), with `components` listing its children's ids. A group's status is its
+  worst child's.
+* Incident ids and maintenance ids are the store's ids, unchanged (the write API takes them).
+  Incident update ids are `<incident id>-<n>`, n counting updates from 1, oldest first.
+* `created_at` of a component is its `updated_at` (the store keeps no creation time).
+* Incident `impact` maps the worst component status seen: major_outage -> critical,
+  partial_outage -> major, degraded_performance -> minor, anything else -> none.
+* The page `status.indicator` is the worst of the component statuses and of the unresolved
+  incidents' current component statuses; `maintenance` only when nothing is worse.
+* Times are RFC 3339 in UTC (`...Z`); absent times are null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from detector.model import ComponentStatus, Incident, IncidentStatus, Maintenance
+from detector.store.base import ComponentRecord
+from detector.timeutil import format_time
+
+Json = dict[str, Any]
+
+DEFAULT_GROUP_NAMES: Mapping[str, str] = {
+    "sendcloud": "Sendcloud platform",
+    "carriers": "Carriers",
+    "integrations": "Integrations",
+}
+
+IMPACT_BY_STATUS: Mapping[ComponentStatus, str] = {
+    ComponentStatus.OPERATIONAL: "none",
+    ComponentStatus.UNDER_MAINTENANCE: "none",
+    ComponentStatus.DEGRADED_PERFORMANCE: "minor",
+    ComponentStatus.PARTIAL_OUTAGE: "major",
+    ComponentStatus.MAJOR_OUTAGE: "critical",
+}
+
+INDICATOR_DESCRIPTIONS: Mapping[str, str] = {
+    "none": "All Systems Operational",
+    "minor": "Minor Service Outage",
+    "major": "Partial System Outage",
+    "critical": "Major Service Outage",
+    "maintenance": "Service Under Maintenance",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    id: str = "detector"
+    name: str = "Status"
+    url: str = ""
+    time_zone: str = "Etc/UTC"
+    group_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_GROUP_NAMES))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one response needs, read from the store at `now`."""
+
+    page: PageInfo
+    now: float
+    components: Sequence[ComponentRecord] = ()
+    incidents: Sequence[Incident] = ()  # newest first
+    maintenances: Sequence[Maintenance] = ()  # soonest first
+
+
+def public_id(component_id: str) -> str:
+    """`carriers/dhl` -> `carriers.dhl`; anything not URL-safe is percent-encoded."""
+    return quote(component_id.replace("/", "."), safe="-._~")
+
+
+def group_of(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def group_name(page: PageInfo, group: str) -> str:
+    return page.group_names.get(group) or group.replace("-", " ").replace("_", " ").capitalize()
+
+
+def worst(statuses: Sequence[ComponentStatus]) -> ComponentStatus:
+    return max(statuses, key=lambda status: status.severity, default=ComponentStatus.OPERATIONAL)
+
+
+def _time(epoch: float | None) -> str | None:
+    return None if epoch is None else format_time(epoch)
+
+
+# ---------------------------------------------------------------------------- components
+
+
+def _component(record: ComponentRecord, page: PageInfo) -> Json:
+    return {
+        "id": public_id(record.id),
+        "name": record.name,
+        "status": record.status.value,
+        "created_at": _time(record.updated_at),
+        "updated_at": _time(record.updated_at),
+        "position": record.position,
+        "description": record.description or None,
+        "showcase": False,
+        "start_date": None,
+        "group_id": public_id(record.group or group_of(record.id)),
+        "page_id": page.id,
+        "group": False,
+        "only_show_if_degraded": False,
+    }
+
+
+def group_records(records: Sequence[ComponentRecord]) -> dict[str, list[ComponentRecord]]:
+    """group -> its components by position; groups in order of their first component."""
+    groups: dict[str, list[ComponentRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.position, r.id)):
+        groups.setdefault(record.group or group_of(record.id), []).append(record)
+    return groups
+
+
+def _group_component(group: str, members: Sequence[ComponentRecord], page: PageInfo) -> Json:
+    updated = max(member.updated_at for member in members)
+    return {
+        "id": public_id(group),
+        "name": group_name(page, group),
+        "status": worst([member.status for member in members]).value,
+        "created_at": _time(updated),
+        "updated_at": _time(updated),
+        "position": min(member.position for member in members),
+        "description": None,
+        "showcase": False,
+        "start_date": None,
+        "group_id": None,
+        "page_id": page.id,
+        "group": True,
+        "only_show_if_degraded": False,
+        "components": [public_id(member.id) for member in members],
+    }
+
+
+def components_list(snapshot: Snapshot) -> list[Json]:
+    """Each group component followed by its members, in position order."""
+    out: list[Json] = []
+    for group, members in group_records(snapshot.components).items():
+        out.append(_group_component(group, members, snapshot.page))
+        out.extend(_component(member, snapshot.page) for member in members)
+    return out
+
+
+# ---------------------------------------------------------------------------- incidents
+
+
+def incident_impact(status: ComponentStatus) -> str:
+    return IMPACT_BY_STATUS[status]
+
+
+def _affected(component: Json, old: ComponentStatus, new: ComponentStatus) -> Json:
+    return {
+        "code": component["id"],
+        "name": component["name"],
+        "old_status": old.value,
+        "new_status": new.value,
+    }
+
+
+def _incident_updates(incident: Incident, component: Json) -> list[Json]:
+    """Newest first, like Statuspage."""
+    out: list[Json] = []
+    previous = ComponentStatus.OPERATIONAL
+    for number, update in enumerate(incident.updates, start=1):
+        at = _time(update.at)
+        out.append(
+            {
+                "id": f"{incident.id}-{number}",
+                "status": update.status.value,
+                "body": update.body,
+                "incident_id": incident.id,
+                "created_at": at,
+                "updated_at": at,
+                "display_at": at,
+                "affected_components": [_affected(component, previous, update.component_status)],
+                "deliver_notifications": True,
+                "custom_tweet": None,
+                "tweet_id": None,
+            }
+        )
+        previous = update.component_status
+    out.reverse()
+    return out
+
+
+def _component_for(component_id: str, snapshot: Snapshot) -> Json:
+    for record in snapshot.components:
+        if record.id == component_id:
+            return _component(record, snapshot.page)
+    stand_in = ComponentRecord(
+        id=component_id,
+        name=component_id,
+        group=group_of(component_id),
+        description="",
+        status=ComponentStatus.OPERATIONAL,
+        position=0,
+        updated_at=snapshot.now,
+    )
+    return _component(stand_in, snapshot.page)
+
+
+def _monitoring_at(incident: Incident) -> float | None:
+    if incident.status not in (IncidentStatus.MONITORING, IncidentStatus.RESOLVED):
+        return None
+    times = [u.at for u in incident.updates if u.status is IncidentStatus.MONITORING]
+    return max(times, default=None)
+
+
+def shortlink(page: PageInfo, anchor: str) -> str:
+    return f"{page.url.rstrip('/')}/#{anchor}"
+
+
+def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
+    component = _component_for(incident.component, snapshot)
+    updated = max((u.at for u in incident.updates), default=incident.opened_at)
+    return {
+        "id": incident.id,
+        "name": incident.title,
+        "status": incident.status.value,
+        "created_at": _time(incident.opened_at),
+        "updated_at": _time(max(updated, incident.resolved_at or updated)),
+        "monitoring_at": _time(_monitoring_at(incident)),
+        "resolved_at": _time(incident.resolved_at),
+        "impact": incident_impact(incident.impact),
+        "shortlink": shortlink(snapshot.page, f"incident-{incident.id}"),
+        "started_at": _time(incident.opened_at),
+        "page_id": snapshot.page.id,
+        "incident_updates": _incident_updates(incident, component),
+        "components": [component],
+    }
+
+
+def unresolved(incidents: Sequence[Incident]) -> list[Incident]:
+    return [i for i in incidents if i.status is not IncidentStatus.RESOLVED]
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+def maintenance_status(maintenance: Maintenance, now: float) -> str:
+    if now < maintenance.start:
+        return "scheduled"
+    if now < maintenance.end:
+        return "in_progress"
+    return "completed"
+
+
+def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
+    status = maintenance_status(maintenance, snapshot.now)
+    start, end = _time(maintenance.start), _time(maintenance.end)
+    components = [_component_for(c, snapshot) for c in maintenance.components]
+    update = {
+        "id": f"{maintenance.id}-1",
+        "status": status,
+        "body": maintenance.title,
+        "incident_id": maintenance.id,
+        "created_at": start,
+        "updated_at": start,
+        "display_at": start,
+        "affected_components": [
+            _affected(c, ComponentStatus.OPERATIONAL, ComponentStatus.UNDER_MAINTENANCE)
+            for c in components
+        ],
+        "deliver_notifications": True,
+        "custom_tweet": None,
+        "tweet_id": None,
+    }
+    return {
+        "id": maintenance.id,
+        "name": maintenance.title,
+        "status": status,
+        "created_at": start,
+        "updated_at": start,
+        "monitoring_at": None,
+        "resolved_at": end if status == "completed" else None,
+        "impact": "maintenance",
+        "shortlink": shortlink(snapshot.page, f"maintenance-{maintenance.id}"),
+        "started_at": start,
+        "page_id": snapshot.page.id,
+        "incident_updates": [update],
+        "components": components,
+        "scheduled_for": start,
+        "scheduled_until": end,
+    }
+
+
+# ---------------------------------------------------------------------------- page status
+
+
+def indicator(snapshot: Snapshot) -> str:
+    statuses = [record.status for record in snapshot.components]
+    statuses += [i.component_status for i in unresolved(snapshot.incidents)]
+    current = worst(statuses)
+    if current is ComponentStatus.UNDER_MAINTENANCE:
+        return "maintenance"
+    return IMPACT_BY_STATUS[current]
+
+
+def status_json(snapshot: Snapshot) -> Json:
+    value = indicator(snapshot)
+    return {"indicator": value, "description": INDICATOR_DESCRIPTIONS[value]}
+
+
+def page_json(snapshot: Snapshot) -> Json:
+    page = snapshot.page
+    times = [record.updated_at for record in snapshot.components]
+    times += [max([i.opened_at, *(u.at for u in i.updates)]) for i in snapshot.incidents]
+    return {
+        "id": page.id,
+        "name": page.name,
+        "url": page.url,
+        "time_zone": page.time_zone,
+        "updated_at": _time(max(times, default=snapshot.now)),
+    }
+
+
+# ---------------------------------------------------------------------------- endpoints
+
+
+def summary(snapshot: Snapshot) -> Json:
+    """/api/v2/summary.json: incidents unresolved, maintenances active or upcoming."""
+    return {
+        "page": page_json(snapshot),
+        "components": components_list(snapshot),
+        "incidents": [incident_json(i, snapshot) for i in unresolved(snapshot.incidents)],
+        "scheduled_maintenances": [
+            maintenance_json(m, snapshot) for m in snapshot.maintenances if m.end > snapshot.now
+        ],
+        "status": status_json(snapshot),
+    }
+
+
+def status(snapshot: Snapshot) -> Json:
+    """/api/v2/status.json"""
+    return {"page": page_json(snapshot), "status": status_json(snapshot)}
+
+
+def components(snapshot: Snapshot) -> Json:
+    """/api/v2/components.json"""
+    return {"page": page_json(snapshot), "components": components_list(snapshot)}
+
+
+def incidents(snapshot: Snapshot, *, limit: int = 50) -> Json:
+    """/api/v2/incidents.json: the newest `limit`, resolved or not."""
+    chosen = list(snapshot.incidents)[:limit]
+    return {"page": page_json(snapshot), "incidents": [incident_json(i, snapshot) for i in chosen]}
+
+
+def unresolved_incidents(snapshot: Snapshot) -> Json:
+    """/api/v2/incidents/unresolved.json"""
+    chosen = unresolved(snapshot.incidents)
+    return {"page": page_json(snapshot), "incidents": [incident_json(i, snapshot) for i in chosen]}
+
+
+def scheduled_maintenances(snapshot: Snapshot) -> Json:
+    """/api/v2/scheduled-maintenances.json: every maintenance in the snapshot."""
+    return {
+        "page": page_json(snapshot),
+        "scheduled_maintenances": [maintenance_json(m, snapshot) for m in snapshot.maintenances],
+    }
