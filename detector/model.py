@@ -150,7 +150,7 @@ class Rule:
     deploy_window: float = 900.0
     no_data: NoData = NoData.KEEP
     inhibited_by: tuple[str, ...] = ()
-    title: str = "{component_name}: {rule_description}{markets}"
+    title: str = "{component_name}: {description}{markets}"
     message: str = "{explanation}"
     source: str = ""  # "file:line" of the rule, for messages
 

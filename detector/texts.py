@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from detector.expr import METRICS
 from detector.model import ComponentStatus, Deploy, Rule
 from detector.series import Series
 from detector.timeutil import format_duration, format_time
-from detector.window import LATENCY_METRICS
-
-ALL_METRICS = frozenset(
-    {"error_ratio", "success_ratio", "results", "failures", "consecutive_failures"}
-) | LATENCY_METRICS
 
 _STATUS_WORDS = {
     ComponentStatus.OPERATIONAL: "operational",
@@ -50,7 +46,7 @@ class Texts:
     ) -> dict[str, Any]:
         """Everything a rule's `title` / `message` template may name."""
         assert series.failing_since is not None
-        fields: dict[str, Any] = dict(series.window.metrics(ALL_METRICS))
+        fields: dict[str, Any] = dict(series.window.metrics(METRICS))
         status = series.status or rule.impact[0].status
         fields.update(
             component=series.component,
@@ -75,9 +71,7 @@ class Texts:
     @staticmethod
     def deploy_note(deploy: Deploy, failing_since: float) -> str:
         lag = failing_since - deploy.at
-        when = (
-            f"{format_duration(lag)} after" if lag >= 0 else f"{format_duration(-lag)} before"
-        )
+        when = f"{format_duration(lag)} after" if lag >= 0 else f"{format_duration(-lag)} before"
         return (
             f" The failure started {when} deploy {deploy.id}"
             f" ({deploy.service} {deploy.version}, {format_time(deploy.at)})."

@@ -51,7 +51,9 @@ def parse_time(text: str) -> float:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise TimeFormatError(f"bad time {text!r}: expected RFC 3339, e.g. 2026-11-28T10:00:00Z") from None
+        raise TimeFormatError(
+            f"bad time {text!r}: expected RFC 3339, e.g. 2026-11-28T10:00:00Z"
+        ) from None
     if parsed.tzinfo is None:
         raise TimeFormatError(f"bad time {text!r}: RFC 3339 needs 'Z' or an offset")
     return parsed.timestamp()

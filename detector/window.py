@@ -10,7 +10,7 @@ import math
 from collections import deque
 from typing import NamedTuple
 
-LATENCY_METRICS = frozenset({"latency_p50", "latency_p95", "latency_p99", "latency_max"})
+from detector.expr import LATENCY_METRICS
 
 
 class Entry(NamedTuple):
