@@ -45,7 +45,8 @@ class ComponentRecord:
 class Store(Protocol):
     # --- schema and lifecycle
     def create_schema(self) -> None:
-        """Create tables if missing (SQLite); PostgreSQL uses `detector db upgrade`."""
+        """Create tables if missing (SQLite); PostgreSQL uses `detector db upgrade`, and
+        here only checks the tables are there (StoreError naming the command if not)."""
 
     def ping(self) -> bool:
         """True when the database answers; for /readyz."""
@@ -68,7 +69,9 @@ class Store(Protocol):
     ) -> None:
         """Apply incident opens/updates/resolves, save the engine state blob and the
         component statuses, all in one transaction. Idempotent on incident id and on
-        (incident id, update at, status) so a retry after a failure writes nothing twice."""
+        (incident id, update at, status, component status) so a retry after a failure
+        writes nothing twice. The state is stored as JSON (NaN and infinity become null);
+        a component the store does not know yet is added, named after its slug."""
 
     def load_engine_state(self) -> dict[str, Any] | None: ...
 
@@ -82,7 +85,9 @@ class Store(Protocol):
     def add_incident_update(
         self, incident_id: str, status: IncidentStatus, body: str, now: float
     ) -> IncidentUpdate:
-        """A manual update from on-call; raises NotFound."""
+        """A manual update from on-call; raises NotFound. The update carries the incident's
+        current component status (operational when resolving); a resolved incident takes
+        only further `resolved` notes (StoreError otherwise)."""
 
     # --- probe results
     def add_results(self, results: Sequence[ProbeResult]) -> None:
@@ -113,4 +118,6 @@ class Store(Protocol):
 
     # --- history for `detector export`
     def export_events(self, since: float, until: float) -> Iterator[Event]:
-        """Results, deploys, bad flags and maintenances in the window, sorted by time."""
+        """Results, deploys, bad flags and maintenances with their time (a maintenance's
+        start) in `[since, until)`, sorted by time. A deploy flagged bad later is exported
+        as it was (`bad` false) followed by a DeployFlaggedBad at the flag time."""

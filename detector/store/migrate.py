@@ -1,0 +1,60 @@
+"""`detector db upgrade`: run the Alembic revisions shipped inside the package.
+
+No alembic.ini is needed on disk: the script location is the package resource
+`detector:migrations` and the connection is handed to `env.py` through `Config.attributes`.
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+
+from detector.store.database import store_errors
+from detector.store.sql import SqlStore
+
+SCRIPT_LOCATION = "detector:migrations"
+
+# Any constant will do; it keeps two daemons from running the same upgrade at once.
+_POSTGRES_LOCK_KEY = 0x6465746563746F72  # "detector"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_connection(connection: Connection, revision: str = "head") -> None:
+    """Upgrade within the caller's transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_LOCK_KEY})
+    command.upgrade(alembic_config(connection), revision)
+
+
+def stamp_connection(connection: Connection, revision: str = "head") -> None:
+    """Record `revision` as applied without running it (a schema made by `create_all`)."""
+    command.stamp(alembic_config(connection), revision)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision`, in one transaction; raises StoreError."""
+    store = SqlStore(url)
+    try:
+        with store_errors("upgrade database schema", url), store.engine.begin() as connection:
+            upgrade_connection(connection, revision)
+    finally:
+        store.close()
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at, or None before the first upgrade."""
+    from alembic.runtime.migration import MigrationContext
+
+    store = SqlStore(url)
+    try:
+        with store_errors("read schema revision", url), store.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        store.close()

@@ -1,0 +1,451 @@
+"""SqlStore: the Store protocol over SQLModel / SQLAlchemy 2, for SQLite and PostgreSQL.
+
+SQLite (the default, `sqlite:///var/detector.db`) needs no set-up: `create_schema` makes the
+tables. PostgreSQL (`postgresql+psycopg://…`) gets them from the Alembic revisions
+(`detector db upgrade`). Writes that must not be split (`commit_engine`) run in one
+transaction; idempotence comes from primary and unique keys with ON CONFLICT DO NOTHING.
+Every database failure surfaces as a one-line StoreError (see `database.store_errors`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    inspect,
+    text,
+)
+from sqlalchemy import insert as core_insert
+from sqlalchemy import select as core_select
+from sqlalchemy import update as core_update
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from detector.model import (
+    ComponentStatus,
+    Decision,
+    Deploy,
+    DeployFlaggedBad,
+    EpisodeEnded,
+    Event,
+    Incident,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentStatus,
+    IncidentUpdate,
+    IncidentUpdated,
+    Maintenance,
+    ProbeResult,
+)
+from detector.store import tables
+from detector.store.base import ComponentRecord, NotFound, Store, StoreError
+from detector.store.database import (
+    DEFAULT_URL,
+    build_engine,
+    insert_results,
+    safe_url,
+    store_errors,
+)
+from detector.store.tables import (
+    ComponentRow,
+    DeployRow,
+    EngineStateRow,
+    IncidentRow,
+    IncidentUpdateRow,
+    MaintenanceRow,
+)
+
+_EXPORT_BATCH = 5000  # results fetched per round trip while exporting
+
+# ------------------------------------------------------------------ the store
+
+
+class SqlStore:
+    """The Store protocol on one SQLAlchemy engine. Safe to share between threads."""
+
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = url
+        self.engine = build_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"SqlStore({safe_url(self.url)!r})"
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any failure."""
+        with store_errors(action, self.url), Session(self.engine) as session, session.begin():
+            yield session
+
+    def _insert(self, table: Table) -> SqliteInsert | PostgresInsert:
+        return postgres_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+
+    # --- schema and lifecycle
+
+    def create_schema(self) -> None:
+        """SQLite: create missing tables (a new file is stamped at the newest migration).
+        PostgreSQL: check the tables are there; `detector db upgrade` creates them."""
+        with store_errors("open database", self.url), self.engine.begin() as connection:
+            existing = set(inspect(connection).get_table_names())
+            missing = sorted(set(tables.metadata.tables) - existing)
+            if not missing:
+                return
+            if self.dialect != "sqlite":
+                raise StoreError(
+                    f"database {safe_url(self.url)} lacks tables {', '.join(missing)}: "
+                    "run `detector db upgrade`"
+                )
+            tables.metadata.create_all(connection)
+            if not existing:
+                from detector.store.migrate import stamp_connection
+
+                stamp_connection(connection)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError, sqlite3.Error):
+            return False
+        return True
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- components
+
+    def sync_components(self, components: Sequence[ComponentRecord]) -> None:
+        if not components:
+            return
+        statement = self._insert(tables.components)
+        statement = statement.on_conflict_do_update(
+            index_elements=[tables.components.c.id],
+            set_={
+                name: statement.excluded[name]
+                for name in ("name", "group", "description", "position")
+            },
+        )
+        rows = [tables.component_values(record) for record in components]
+        with self._session("sync components") as session:
+            session.exec(statement, params=rows)
+
+    def list_components(self) -> list[ComponentRecord]:
+        with self._session("list components") as session:
+            rows = session.exec(
+                select(ComponentRow).order_by(col(ComponentRow.position), col(ComponentRow.id))
+            ).all()
+            return [tables.to_component(row) for row in rows]
+
+    def _set_component_statuses(
+        self, session: Session, statuses: Mapping[str, ComponentStatus], now: float
+    ) -> None:
+        stored = {
+            row.id: (row.status, row.position) for row in session.exec(select(ComponentRow)).all()
+        }
+        changed = [
+            {"target": component, "new_status": str(status)}
+            for component, status in statuses.items()
+            if component in stored and stored[component][0] != status
+        ]
+        if changed:
+            set_status = (
+                core_update(tables.components)
+                .where(tables.components.c.id == bindparam("target"))
+                .values(status=bindparam("new_status"), updated_at=now)
+            )
+            session.exec(set_status, params=changed)
+        # A component the config does not name yet: shown last, named after its slug.
+        last = max((position for _, position in stored.values()), default=-1)
+        new = [component for component in statuses if component not in stored]
+        unknown = [
+            tables.component_values(
+                tables.unconfigured_component(component, statuses[component], now, last + n)
+            )
+            for n, component in enumerate(new, start=1)
+        ]
+        if unknown:
+            session.exec(self._insert(tables.components).on_conflict_do_nothing(), params=unknown)
+
+    # --- the engine's writes
+
+    def commit_engine(
+        self,
+        decisions: Sequence[Decision],
+        engine_state: Mapping[str, Any],
+        component_statuses: Mapping[str, ComponentStatus],
+        now: float,
+    ) -> None:
+        with self._session("commit engine decisions") as session:
+            for decision in decisions:
+                if isinstance(decision, IncidentOpened):
+                    self._open_incident(session, decision.incident)
+                elif isinstance(decision, IncidentUpdated | IncidentResolved):
+                    self._apply_update(session, decision.incident, decision.update)
+                elif not isinstance(decision, EpisodeEnded):
+                    raise StoreError(f"unknown decision {type(decision).__name__}")
+            statement = self._insert(tables.engine_state).values(
+                id=1, state=dict(engine_state), updated_at=now
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=[tables.engine_state.c.id],
+                set_={"state": statement.excluded.state, "updated_at": now},
+            )
+            session.exec(statement)
+            self._set_component_statuses(session, component_statuses, now)
+
+    def _open_incident(self, session: Session, incident: Incident) -> None:
+        statement = self._insert(tables.incidents).values(tables.incident_values(incident))
+        session.exec(statement.on_conflict_do_nothing())
+        self._insert_updates(session, incident.id, incident.updates)
+
+    def _insert_updates(
+        self, session: Session, incident_id: str, updates: Iterable[IncidentUpdate]
+    ) -> None:
+        rows = [tables.update_values(incident_id, update) for update in updates]
+        if rows:
+            statement = self._insert(tables.incident_updates).on_conflict_do_nothing()
+            session.exec(statement, params=rows)
+
+    def _apply_update(self, session: Session, incident: Incident, update: IncidentUpdate) -> None:
+        self._insert_updates(session, incident.id, [update])
+        resolved = update.status == IncidentStatus.RESOLVED
+        resolved_at = (incident.resolved_at or update.at) if resolved else None
+        statement = (
+            core_update(tables.incidents)
+            .where(tables.incidents.c.id == incident.id)
+            .values(
+                title=incident.title,
+                impact=str(incident.impact),
+                status=str(update.status),
+                component_status=str(update.component_status),
+                resolved_at=resolved_at,
+                markets=list(incident.markets),
+            )
+        )
+        session.exec(statement)
+
+    def load_engine_state(self) -> dict[str, Any] | None:
+        with self._session("load engine state") as session:
+            row = session.get(EngineStateRow, 1)
+            return dict(row.state) if row is not None else None
+
+    # --- incidents
+
+    def _read_incidents(self, session: Session, rows: Sequence[IncidentRow]) -> list[Incident]:
+        updates: dict[str, list[IncidentUpdate]] = {row.id: [] for row in rows}
+        if updates:
+            query = (
+                select(IncidentUpdateRow)
+                .where(col(IncidentUpdateRow.incident_id).in_(list(updates)))
+                .order_by(col(IncidentUpdateRow.at), col(IncidentUpdateRow.id))
+            )
+            for update in session.exec(query).all():
+                updates[update.incident_id].append(tables.to_update(update))
+        return [tables.to_incident(row, updates[row.id]) for row in rows]
+
+    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
+        query = select(IncidentRow)
+        if unresolved_only:
+            query = query.where(col(IncidentRow.status) != IncidentStatus.RESOLVED.value)
+        query = query.order_by(col(IncidentRow.opened_at).desc(), col(IncidentRow.id).desc())
+        with self._session("list incidents") as session:
+            return self._read_incidents(session, session.exec(query.limit(limit)).all())
+
+    def get_incident(self, incident_id: str) -> Incident:
+        with self._session("read incident") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise NotFound(f"no incident {incident_id!r}")
+            return self._read_incidents(session, [row])[0]
+
+    def add_incident_update(
+        self, incident_id: str, status: IncidentStatus, body: str, now: float
+    ) -> IncidentUpdate:
+        with self._session("add incident update") as session:
+            row = session.get(IncidentRow, incident_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no incident {incident_id!r}")
+            already_resolved = row.status == IncidentStatus.RESOLVED.value
+            if already_resolved and status != IncidentStatus.RESOLVED:
+                raise StoreError(f"incident {incident_id!r} is resolved; it cannot be {status}")
+            if status == IncidentStatus.RESOLVED:
+                component_status = ComponentStatus.OPERATIONAL
+                row.resolved_at = row.resolved_at if already_resolved else now
+            else:
+                component_status = ComponentStatus(row.component_status)
+            update = IncidentUpdate(
+                at=now, status=status, component_status=component_status, body=body
+            )
+            session.exec(
+                core_insert(tables.incident_updates).values(tables.update_values(row.id, update))
+            )
+            row.status = str(status)
+            row.component_status = str(component_status)
+            session.add(row)
+            return update
+
+    # --- probe results
+
+    def add_results(self, results: Sequence[ProbeResult]) -> None:
+        if not results:
+            return
+        rows = [tables.result_row(result) for result in results]
+        with store_errors("add probe results", self.url), self.engine.begin() as connection:
+            insert_results(connection, rows)
+
+    def results_since(self, since: float) -> list[ProbeResult]:
+        return list(self._results(since, None, inclusive=False))
+
+    def _results(
+        self, since: float, until: float | None, *, inclusive: bool
+    ) -> Iterator[ProbeResult]:
+        c = tables.probe_results.c
+        query = core_select(
+            c.at, c.probe, c.kind, c.component, c.ok, c.latency_s, c.error, c.labels, c.phases
+        ).where(c.at >= since if inclusive else c.at > since)
+        if until is not None:
+            query = query.where(c.at < until)
+        query = query.order_by(c.at, c.id).execution_options(yield_per=_EXPORT_BATCH)
+        with store_errors("read probe results", self.url), self.engine.connect() as connection:
+            for row in connection.execute(query):
+                yield ProbeResult(*row)
+
+    def prune_results(self, before: float) -> int:
+        statement = delete(tables.probe_results).where(tables.probe_results.c.at < before)
+        with self._session("prune probe results") as session:
+            return int(session.exec(statement).rowcount)
+
+    # --- deploys and maintenance
+
+    def add_deploy(self, deploy: Deploy) -> None:
+        statement = self._insert(tables.deploys).values(
+            id=deploy.id,
+            at=deploy.at,
+            service=deploy.service,
+            version=deploy.version,
+            components=list(deploy.components),
+            bad=deploy.bad,
+        )
+        # Recording the same deploy twice (a retried webhook) refreshes it; a bad flag stays.
+        statement = statement.on_conflict_do_update(
+            index_elements=[tables.deploys.c.id],
+            set_={name: statement.excluded[name] for name in ("at", "service", "version")}
+            | {
+                "components": statement.excluded.components,
+                "bad": tables.deploys.c.bad | statement.excluded.bad,
+            },
+        )
+        with self._session("add deploy") as session:
+            session.exec(statement)
+
+    def flag_deploy_bad(self, deploy_id: str, now: float) -> Deploy:
+        with self._session("flag deploy bad") as session:
+            row = session.get(DeployRow, deploy_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no deploy {deploy_id!r}")
+            if not row.bad:
+                row.bad = True
+                row.flagged_at = now
+                session.add(row)
+            return tables.to_deploy(row)
+
+    def recent_deploys(self, since: float) -> list[Deploy]:
+        query = (
+            select(DeployRow)
+            .where(col(DeployRow.at) >= since)
+            .order_by(col(DeployRow.at), col(DeployRow.id))
+        )
+        with self._session("list deploys") as session:
+            return [tables.to_deploy(row) for row in session.exec(query).all()]
+
+    def add_maintenance(self, maintenance: Maintenance) -> Maintenance:
+        stored = replace(maintenance, id=maintenance.id or secrets.token_hex(6))
+        statement = self._insert(tables.maintenances).values(
+            id=stored.id,
+            start_at=stored.start,
+            end_at=stored.end,
+            components=list(stored.components),
+            title=stored.title,
+        )
+        # Adding a window under an existing id replaces it: that is how a window is edited.
+        statement = statement.on_conflict_do_update(
+            index_elements=[tables.maintenances.c.id],
+            set_={
+                name: statement.excluded[name]
+                for name in ("start_at", "end_at", "components", "title")
+            },
+        )
+        with self._session("add maintenance") as session:
+            session.exec(statement)
+        return stored
+
+    def cancel_maintenance(self, maintenance_id: str, now: float) -> None:
+        with self._session("cancel maintenance") as session:
+            row = session.get(MaintenanceRow, maintenance_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no maintenance {maintenance_id!r}")
+            if row.start_at > now:
+                session.delete(row)
+            elif row.end_at > now:
+                row.end_at = now
+                session.add(row)
+
+    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
+        query = (
+            select(MaintenanceRow)
+            .where(col(MaintenanceRow.end_at) > ending_after)
+            .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
+        )
+        with self._session("list maintenances") as session:
+            return [tables.to_maintenance(row) for row in session.exec(query).all()]
+
+    # --- history
+
+    def export_events(self, since: float, until: float) -> Iterator[Event]:
+        """Events with their time in `[since, until)`; at one instant maintenance, deploys and
+        bad flags come before results, so a replay sees the context first."""
+        with self._session("export events") as session:
+            maintenance_rows = session.exec(
+                select(MaintenanceRow)
+                .where(col(MaintenanceRow.start_at) >= since, col(MaintenanceRow.start_at) < until)
+                .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
+            ).all()
+            maintenance = [tables.to_maintenance(row) for row in maintenance_rows]
+            deploy_rows = session.exec(
+                select(DeployRow)
+                .where(col(DeployRow.at) >= since, col(DeployRow.at) < until)
+                .order_by(col(DeployRow.at), col(DeployRow.id))
+            ).all()
+            deploys = [tables.to_deploy(row, as_recorded=True) for row in deploy_rows]
+            flag_rows = session.exec(
+                select(DeployRow)
+                .where(col(DeployRow.flagged_at) >= since, col(DeployRow.flagged_at) < until)
+                .order_by(col(DeployRow.flagged_at), col(DeployRow.id))
+            ).all()
+            flags = [DeployFlaggedBad(at=row.flagged_at or 0.0, id=row.id) for row in flag_rows]
+        streams: list[Iterable[Event]] = [
+            maintenance,
+            deploys,
+            flags,
+            self._results(since, until, inclusive=True),
+        ]
+        yield from heapq.merge(*streams, key=lambda event: event.at)
+
+
+if TYPE_CHECKING:
+
+    def _implements_store(store: SqlStore) -> Store:
+        return store  # mypy checks SqlStore against the protocol here

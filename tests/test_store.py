@@ -1,0 +1,504 @@
+"""One contract suite for the Store, run against every backend (SQLite file, PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, event, func, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from detector.model import (
+    ComponentStatus,
+    Decision,
+    Deploy,
+    DeployFlaggedBad,
+    Episode,
+    EpisodeEnded,
+    Incident,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentStatus,
+    IncidentUpdate,
+    IncidentUpdated,
+    Maintenance,
+    ProbeResult,
+)
+from detector.store import (
+    ComponentRecord,
+    NotFound,
+    SqlStore,
+    Store,
+    StoreError,
+    migrate,
+    open_store,
+    tables,
+)
+
+T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
+MAJOR = ComponentStatus.MAJOR_OUTAGE
+PARTIAL = ComponentStatus.PARTIAL_OUTAGE
+OPERATIONAL = ComponentStatus.OPERATIONAL
+INVESTIGATING = IncidentStatus.INVESTIGATING
+MONITORING = IncidentStatus.MONITORING
+RESOLVED = IncidentStatus.RESOLVED
+
+_database_names = (f"test_{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL for the run; its `detector` database is migrated and used as the
+    template of each test's own database. Fails (never skips) when it cannot start."""
+    with pg.start_postgres() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/var/detector.db"  # parent dir made on first connect
+    server: str = request.getfixturevalue("postgres_server")
+    return pg.create_database(server, next(_database_names), template=pg.DATABASE)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def count_rows(store: SqlStore, table: Any) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def make_incident(incident_id: str = "inc-1", at: float = T0, **changes: Any) -> Incident:
+    fields: dict[str, Any] = {
+        "id": incident_id,
+        "rule": "carrier-label-creation",
+        "component": "carriers/dhl",
+        "title": "DHL: label creation failing (DE)",
+        "cause": "sustained",
+        "deploy": None,
+        "impact": MAJOR,
+        "status": INVESTIGATING,
+        "component_status": MAJOR,
+        "opened_at": at,
+        "updates": [IncidentUpdate(at, INVESTIGATING, MAJOR, "error_ratio (0.95) >= 0.9")],
+        "markets": ("DE",),
+    }
+    fields.update(changes)
+    return Incident(**fields)
+
+
+def result(at: float, ok: bool = True, **changes: Any) -> ProbeResult:
+    fields: dict[str, Any] = {
+        "at": at,
+        "probe": "dhl-label-de",
+        "kind": "label_creation",
+        "component": "carriers/dhl",
+        "ok": ok,
+        "latency_s": 0.41,
+        "error": None if ok else "HTTP 503",
+        "labels": {"market": "DE"},
+        "phases": {"connect": 0.01, "total": 0.41},
+    }
+    fields.update(changes)
+    return ProbeResult(**fields)
+
+
+def component(component_id: str, name: str, position: int) -> ComponentRecord:
+    return ComponentRecord(
+        id=component_id,
+        name=name,
+        group=component_id.partition("/")[0],
+        description=f"{name} labels",
+        status=OPERATIONAL,
+        position=position,
+        updated_at=T0,
+    )
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_sql_store_satisfies_the_protocol(store: SqlStore) -> None:
+    typed: Store = store
+    assert typed.ping() is True
+
+
+def test_components_sync_keeps_stored_statuses(store: SqlStore) -> None:
+    store.sync_components(
+        [component("carriers/dhl", "DHL", 1), component("carriers/ups", "UPS", 0)]
+    )
+    assert [c.id for c in store.list_components()] == ["carriers/ups", "carriers/dhl"]
+
+    store.commit_engine([], {}, {"carriers/dhl": MAJOR, "carriers/ups": OPERATIONAL}, T0 + 60)
+    store.sync_components([component("carriers/dhl", "DHL Parcel", 1)])
+
+    dhl, ups = store.list_components()[1], store.list_components()[0]
+    assert (dhl.name, dhl.status, dhl.updated_at) == ("DHL Parcel", MAJOR, T0 + 60)
+    assert (ups.status, ups.updated_at) == (OPERATIONAL, T0)  # unchanged status, not touched
+    assert dhl.description == "DHL Parcel labels"
+
+
+def test_engine_statuses_insert_unknown_components(store: SqlStore) -> None:
+    store.sync_components([component("carriers/dhl", "DHL", 0)])
+    store.commit_engine([], {}, {"integrations/shopify": PARTIAL}, T0)
+    shopify = store.list_components()[-1]
+    assert shopify == ComponentRecord(
+        id="integrations/shopify",
+        name="shopify",
+        group="integrations",
+        description="",
+        status=PARTIAL,
+        position=1,
+        updated_at=T0,
+    )
+
+
+def test_incident_open_update_resolve_reads_back_equal(store: SqlStore) -> None:
+    incident = make_incident()
+    store.commit_engine([IncidentOpened(incident)], {"n": 1}, {"carriers/dhl": MAJOR}, T0)
+    assert store.get_incident("inc-1") == incident
+
+    steps = [
+        IncidentUpdate(T0 + 60, INVESTIGATING, PARTIAL, "error_ratio (0.4) >= 0.3"),
+        IncidentUpdate(T0 + 120, MONITORING, PARTIAL, "recovering"),
+        IncidentUpdate(T0 + 720, RESOLVED, OPERATIONAL, "stable for 10m"),
+    ]
+    for update in steps:
+        incident.updates.append(update)
+        incident.status = update.status
+        incident.component_status = update.component_status
+        if update.status is RESOLVED:
+            incident.resolved_at = update.at
+            decision: IncidentUpdated | IncidentResolved = IncidentResolved(incident, update)
+        else:
+            decision = IncidentUpdated(incident, update)
+        store.commit_engine([decision], {}, {"carriers/dhl": update.component_status}, update.at)
+        assert store.get_incident("inc-1") == incident
+
+    assert [u.status for u in store.get_incident("inc-1").updates] == [
+        INVESTIGATING,
+        INVESTIGATING,
+        MONITORING,
+        RESOLVED,
+    ]
+    assert store.list_incidents(unresolved_only=True) == []
+    assert store.list_components()[0].status == OPERATIONAL
+
+
+def test_reapplying_decisions_writes_nothing_twice(store: SqlStore) -> None:
+    incident = make_incident()
+    update = IncidentUpdate(T0 + 60, INVESTIGATING, PARTIAL, "error_ratio (0.4) >= 0.3")
+    # The engine mutates its Incident, so the opening decision already carries the update.
+    incident.updates.append(update)
+    incident.component_status = PARTIAL
+    ended = EpisodeEnded(Episode("carrier-label-creation", "carriers/dhl", T0, None, "incident"))
+    decisions: list[Decision] = [IncidentOpened(incident), IncidentUpdated(incident, update), ended]
+
+    for _ in range(3):
+        store.commit_engine(decisions, {"n": 1}, {"carriers/dhl": PARTIAL}, T0 + 60)
+
+    assert store.list_incidents() == [incident]
+    assert count_rows(store, tables.incident_updates) == 2
+    assert count_rows(store, tables.incidents) == 1
+
+
+def test_incidents_list_newest_first_with_limit(store: SqlStore) -> None:
+    opened = [make_incident(f"inc-{n}", at=T0 + n * 60) for n in range(4)]
+    opened[1].status = RESOLVED
+    opened[1].resolved_at = T0 + 100
+    store.commit_engine([IncidentOpened(i) for i in opened], {}, {}, T0 + 300)
+    assert [i.id for i in store.list_incidents(limit=3)] == ["inc-3", "inc-2", "inc-1"]
+    assert [i.id for i in store.list_incidents(unresolved_only=True)] == ["inc-3", "inc-2", "inc-0"]
+    with pytest.raises(NotFound):
+        store.get_incident("nope")
+
+
+def test_engine_state_roundtrip(store: SqlStore) -> None:
+    assert store.load_engine_state() is None
+    state = {"version": 1, "series": {"rule|carriers/dhl": {"failing_since": T0 + 0.125}}}
+    store.commit_engine([], state, {}, T0)
+    assert store.load_engine_state() == state
+    store.commit_engine([], {"version": 2}, {}, T0 + 1)
+    assert store.load_engine_state() == {"version": 2}
+
+
+def test_failed_commit_writes_nothing(store: SqlStore) -> None:
+    store.sync_components([component("carriers/dhl", "DHL", 0)])
+    store.commit_engine([], {"generation": 1}, {"carriers/dhl": OPERATIONAL}, T0)
+
+    opened = make_incident("inc-new")
+    orphan = make_incident("inc-missing")  # never opened: its update breaks the foreign key
+    with pytest.raises(StoreError, match="commit engine decisions failed"):
+        store.commit_engine(
+            [IncidentOpened(opened), IncidentUpdated(orphan, orphan.updates[0])],
+            {"generation": 2},
+            {"carriers/dhl": MAJOR},
+            T0 + 60,
+        )
+
+    with pytest.raises(NotFound):
+        store.get_incident("inc-new")
+    assert count_rows(store, tables.incident_updates) == 0
+    assert store.load_engine_state() == {"generation": 1}
+    assert store.list_components()[0].status == OPERATIONAL
+
+
+def test_database_failure_midway_rolls_back(store: SqlStore) -> None:
+    store.commit_engine([], {"generation": 1}, {}, T0)
+
+    def fail_on_state_write(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "engine_state" in statement and "INSERT" in statement.upper():
+            raise OperationalError(statement, {}, Exception("disk I/O error"))
+
+    event.listen(store.engine, "before_cursor_execute", fail_on_state_write)
+    try:
+        with pytest.raises(StoreError, match="disk I/O error"):
+            store.commit_engine([IncidentOpened(make_incident())], {"generation": 2}, {}, T0)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", fail_on_state_write)
+
+    assert store.list_incidents() == []
+    assert store.load_engine_state() == {"generation": 1}
+    assert store.ping()  # the pool recovered
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_results_batches_since_and_prune(store: SqlStore) -> None:
+    batch = [result(T0 + 30, ok=False), result(T0 + 10), result(T0 + 20, labels={})]
+    store.add_results(batch)
+    sparse = result(T0 + 40, latency_s=None, phases={})
+    store.add_results([sparse])
+    store.add_results([])
+
+    assert store.results_since(T0 + 10) == [batch[2], batch[0], sparse]
+    assert [r.at for r in store.results_since(0)] == [T0 + 10, T0 + 20, T0 + 30, T0 + 40]
+    assert store.prune_results(before=T0 + 30) == 2
+    assert [r.at for r in store.results_since(0)] == [T0 + 30, T0 + 40]
+
+
+def test_a_bad_result_fails_the_whole_batch(store: SqlStore) -> None:
+    store.add_results([result(T0)])
+    broken = result(T0 + 2, probe=None)  # NOT NULL
+    with pytest.raises(StoreError, match="add probe results failed"):
+        store.add_results([result(T0 + 1), broken, result(T0 + 3)])
+    assert [r.at for r in store.results_since(0)] == [T0]
+    store.add_results([result(T0 + 4)])  # the connection is usable again
+    assert len(store.results_since(0)) == 2
+
+
+def test_ten_thousand_results_in_one_batch(store: SqlStore) -> None:
+    batch = [result(T0 + n * 0.01, ok=n % 7 != 0) for n in range(10_000)]
+    started = time.perf_counter()
+    store.add_results(batch)
+    elapsed = time.perf_counter() - started
+    assert store.results_since(0) == batch
+    assert elapsed < 1.0, f"10k results took {elapsed:.2f}s"
+
+
+# ------------------------------------------------------------------ deploys and maintenance
+
+
+def test_deploys_and_bad_flag(store: SqlStore) -> None:
+    deploy = Deploy(T0, "d-17", "label-api", "2026.11.28-1", ("carriers/dhl",))
+    store.add_deploy(deploy)
+    store.add_deploy(Deploy(T0 - 3600, "d-16", "label-api", "2026.11.27-3", ()))
+    assert store.recent_deploys(T0 - 60) == [deploy]
+
+    flagged = store.flag_deploy_bad("d-17", T0 + 540)
+    assert flagged == Deploy(T0, "d-17", "label-api", "2026.11.28-1", ("carriers/dhl",), bad=True)
+    assert store.flag_deploy_bad("d-17", T0 + 999) == flagged
+    store.add_deploy(deploy)  # a retried webhook does not clear the flag
+    assert store.recent_deploys(T0) == [flagged]
+    with pytest.raises(NotFound):
+        store.flag_deploy_bad("d-99", T0)
+
+
+def test_maintenances_add_list_cancel(store: SqlStore) -> None:
+    upcoming = store.add_maintenance(Maintenance(T0 + 3600, T0 + 7200, ("carriers/dhl",), "DHL"))
+    active = store.add_maintenance(Maintenance(T0 - 60, T0 + 600, ("carriers/ups",), id="m-ups"))
+    past = store.add_maintenance(Maintenance(T0 - 7200, T0 - 3600, ("carriers/gls",), id="m-gls"))
+    assert upcoming.id and active.id == "m-ups"
+    assert store.list_maintenances(ending_after=T0) == [active, upcoming]
+
+    store.cancel_maintenance(upcoming.id, T0)
+    store.cancel_maintenance("m-ups", T0)
+    store.cancel_maintenance("m-gls", T0)  # already over: its end stays where it was
+    assert store.list_maintenances(ending_after=T0 - 7200) == [
+        past,
+        Maintenance(T0 - 60, T0, ("carriers/ups",), "", "m-ups"),
+    ]
+    with pytest.raises(NotFound):
+        store.cancel_maintenance(upcoming.id, T0)
+
+
+def test_manual_incident_updates(store: SqlStore) -> None:
+    store.commit_engine([IncidentOpened(make_incident())], {}, {}, T0)
+
+    identified = store.add_incident_update(
+        "inc-1", IncidentStatus.IDENTIFIED, "DHL API down", T0 + 5
+    )
+    assert identified == IncidentUpdate(T0 + 5, IncidentStatus.IDENTIFIED, MAJOR, "DHL API down")
+    resolved = store.add_incident_update("inc-1", RESOLVED, "fixed by DHL", T0 + 90)
+    assert resolved.component_status == OPERATIONAL
+
+    incident = store.get_incident("inc-1")
+    assert (incident.status, incident.resolved_at, incident.component_status) == (
+        RESOLVED,
+        T0 + 90,
+        OPERATIONAL,
+    )
+    assert incident.updates[1:] == [identified, resolved]
+    with pytest.raises(StoreError, match="resolved"):
+        store.add_incident_update("inc-1", MONITORING, "late", T0 + 99)
+    with pytest.raises(NotFound):
+        store.add_incident_update("nope", MONITORING, "x", T0)
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_export_events_sorted_and_typed(store: SqlStore) -> None:
+    store.add_results([result(T0 + 120, ok=False), result(T0), result(T0 + 3600)])
+    store.add_deploy(Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",)))
+    store.add_deploy(Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True))
+    store.flag_deploy_bad("d-17", T0 + 540)
+    window = store.add_maintenance(Maintenance(T0 + 60, T0 + 600, ("carriers/ups",), "UPS", "m1"))
+    store.add_maintenance(Maintenance(T0 - 600, T0 + 600, ("carriers/gls",), "before", "m0"))
+
+    events = list(store.export_events(T0, T0 + 3600))
+    assert events == [
+        Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",), bad=False),
+        result(T0),
+        Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True),
+        window,
+        result(T0 + 120, ok=False),
+        DeployFlaggedBad(T0 + 540, "d-17"),
+    ]
+    assert list(store.export_events(T0 + 3600, T0 + 3601)) == [result(T0 + 3600)]
+
+
+# ------------------------------------------------------------------ failures and secrets
+
+
+def test_read_only_sqlite_refuses_writes_with_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "detector.db"
+    writable = open_store(f"sqlite:///{path}")
+    writable.add_results([result(T0)])
+    writable.close()
+
+    read_only = open_store(f"sqlite:///file:{path}?mode=ro&uri=true")  # refuses even root
+    try:
+        assert [r.at for r in read_only.results_since(0)] == [T0]
+        with pytest.raises(StoreError, match=r"add probe results failed.*readonly"):
+            read_only.add_results([result(T0 + 1)])
+        with pytest.raises(StoreError, match="readonly"):
+            read_only.commit_engine([], {"x": 1}, {}, T0)
+    finally:
+        read_only.close()
+
+
+def test_unusable_sqlite_path_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match=r"open database failed.*cannot make directory"):
+        open_store(f"sqlite:///{blocker}/detector.db")  # a file where a directory should be
+
+
+def test_unsupported_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="unsupported store URL"):
+        SqlStore("mysql://user:hunter2@localhost/db")
+    with pytest.raises(StoreError) as caught:
+        SqlStore("postgresql+psycopg://user:hunter2@localhost:port/db")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_errors_never_show_the_password(postgres_server: str) -> None:
+    port = make_url(postgres_server).port
+    secret = "s3cr/t@pass"
+    encoded = "s3cr%2Ft%40pass"
+    for url in (
+        f"postgresql+psycopg://detector:{encoded}@127.0.0.1:1/detector",  # nothing listens
+        f"postgresql+psycopg://postgres:{encoded}@127.0.0.1:{port}/no_such_db",
+    ):
+        with pytest.raises(StoreError) as caught:
+            open_store(url)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert secret not in message and encoded not in message, message
+        assert "***" in message
+        assert SqlStore(url).ping() is False
+
+
+# ------------------------------------------------------------------ schema and migrations
+
+
+def test_upgrade_matches_create_all_on_postgres(postgres_server: str) -> None:
+    url = pg.create_database(postgres_server, next(_database_names))
+    assert migrate.current_revision(url) is None
+    migrate.upgrade(url)
+    migrate.upgrade(url)  # a second run is a no-op
+    assert migrate.current_revision(url) == "0001"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), tables.metadata)
+            assert diff == []
+            names = set(inspect(connection).get_table_names())
+        assert names == set(tables.metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()
+    open_store(url).close()
+
+
+def test_postgres_without_upgrade_says_what_to_run(postgres_server: str) -> None:
+    url = pg.create_database(postgres_server, next(_database_names))
+    with pytest.raises(StoreError, match="run `detector db upgrade`"):
+        open_store(url)
+
+
+def test_sqlite_schema_is_stamped_and_matches_the_migrations(tmp_path: Path) -> None:
+    created = f"sqlite:///{tmp_path}/created.db"
+    open_store(created).close()
+    assert migrate.current_revision(created) == "0001"
+    migrate.upgrade(created)  # nothing to do
+
+    migrated = f"sqlite:///{tmp_path}/migrated.db"
+    migrate.upgrade(migrated)
+    engine = create_engine(migrated)
+    try:
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), tables.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/detector.db")
+    try:
+        with store.engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert pragma("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        store.close()
+    assert os.path.exists(tmp_path / "detector.db")
