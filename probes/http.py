@@ -1,0 +1,95 @@
+"""`http`: one request to a platform feature (API, panel, ...) with blackbox-style checks.
+
+Checks, in order: the status code is one of `expected_status`, every `expect_json` entry (a
+dotted path into the JSON body, e.g. `user.username`) equals its value, the body contains
+`expect_body`, and the request took no longer than `max_latency`. A failed check names the
+value it saw: `json status = 'down', expected 'ok'`, `latency 6.2s > 5s`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import Field
+from structlog.typing import FilteringBoundLogger
+
+from detector.clock import Clock
+from detector.model import ProbeResult
+from probes.base import (
+    Duration,
+    ProbeFailed,
+    ProbeSpec,
+    Settings,
+    auth_headers,
+    expect_status,
+    passed,
+    read_json,
+    settings_of,
+)
+
+JsonScalar = str | int | float | bool | None
+_MISSING = object()
+
+
+class HttpSettings(Settings):
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    path: str = "/api/v2/user"  # or an absolute URL
+    expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None  # sent as JSON
+    send_credentials: bool = True
+    expect_json: dict[str, JsonScalar] = Field(default_factory=dict)
+    expect_body: str | None = None
+    max_latency: Duration | None = None
+
+
+async def probe(
+    spec: ProbeSpec,
+    *,
+    session: aiohttp.ClientSession,
+    log: FilteringBoundLogger,
+    clock: Clock,
+) -> ProbeResult:
+    settings = settings_of(spec, HttpSettings)
+    headers = {**settings.headers, **(auth_headers(spec) if settings.send_credentials else {})}
+    started = time.perf_counter()
+    async with session.request(
+        settings.method, spec.url(settings.path), headers=headers, json=settings.body
+    ) as resp:
+        await expect_status(resp, settings.expected_status)
+        if settings.expect_json:
+            _check_json(await read_json(resp), settings.expect_json)
+        if settings.expect_body is not None:
+            text = await resp.text(errors="replace")
+            if settings.expect_body not in text:
+                raise ProbeFailed(f"body does not contain {settings.expect_body!r}")
+        else:
+            await resp.read()  # the whole answer is part of the latency the user sees
+    latency = time.perf_counter() - started
+    if settings.max_latency is not None and latency > settings.max_latency:
+        shown = f"{latency:.1f}" if latency >= 1 else f"{latency:.3f}"
+        raise ProbeFailed(f"latency {shown}s > {settings.max_latency:g}s")
+    return passed(spec, clock)
+
+
+def _check_json(body: Any, expected: dict[str, JsonScalar]) -> None:
+    for path, want in expected.items():
+        seen = _lookup(body, path)
+        if seen is _MISSING:
+            raise ProbeFailed(f"json {path} missing, expected {want!r}")
+        if seen != want:
+            raise ProbeFailed(f"json {path} = {seen!r}, expected {want!r}")
+
+
+def _lookup(body: Any, path: str) -> Any:
+    """`data.0.status` -> body["data"][0]["status"]; _MISSING when any step is absent."""
+    for key in path.split("."):
+        if isinstance(body, dict) and key in body:
+            body = body[key]
+        elif isinstance(body, list) and key.isdigit() and int(key) < len(body):
+            body = body[int(key)]
+        else:
+            return _MISSING
+    return body
