@@ -11,11 +11,13 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from detector import __version__
+from detector import __version__, commands
 from detector.events import EventsError, read_events
 from detector.replay import replay, report_to_dict, report_to_table
 from detector.rulefile import RuleFileError, load_rules
 from detector.ruletest import RuleTestError, TestFile
+from detector.settings import ConfigError
+from detector.store.base import StoreError
 from detector.timeutil import TimeFormatError, parse_time
 
 Handler = Callable[[argparse.Namespace], int]
@@ -62,7 +64,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _component_names(path: str) -> dict[str, str]:
-    from detector.settings import load_settings  # noqa: PLC0415 - only replay --config needs it
+    from detector.settings import load_settings
 
     settings = load_settings(path)
     return {component.id: component.name for component in settings.components}
@@ -73,25 +75,110 @@ def build_parser() -> argparse.ArgumentParser:
         prog="detector", description="Monitoring-driven incident detection."
     )
     parser.add_argument("--version", action="version", version=f"detector {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rules = commands.add_parser("rules", help="check and test rule files")
-    rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    check = rules_commands.add_parser("check", help="validate rule files or folders")
+    rules = sub.add_parser("rules", help="check and test rule files")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    check = rules_sub.add_parser("check", help="validate rule files or folders")
     check.add_argument("paths", nargs="+", metavar="PATH")
     check.set_defaults(handler=_rules_check)
-    test = rules_commands.add_parser("test", help="run rule unit tests (promtool style)")
+    test = rules_sub.add_parser("test", help="run rule unit tests (promtool style)")
     test.add_argument("files", nargs="+", metavar="FILE")
     test.set_defaults(handler=_rules_test)
 
-    rep = commands.add_parser("replay", help="run rules over recorded events")
+    rep = sub.add_parser("replay", help="run rules over recorded events")
     rep.add_argument("--rules", nargs="+", required=True, metavar="PATH")
     rep.add_argument("--events", required=True, metavar="FILE")
     rep.add_argument("--until", metavar="TIME", help="RFC 3339; evaluate deadlines up to it")
     rep.add_argument("--format", choices=["json", "table"], help="default: table on a terminal")
     rep.add_argument("--config", metavar="FILE", help="daemon config, for component names")
     rep.set_defaults(handler=_replay)
+    _operations(sub)
     return parser
+
+
+def _with_config(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument("--config", required=required, metavar="FILE", help="daemon config")
+
+
+def _with_store(parser: argparse.ArgumentParser) -> None:
+    _with_config(parser)
+    parser.add_argument("--store", metavar="URL", help="store URL (default: the config's)")
+
+
+def _with_api(parser: argparse.ArgumentParser) -> None:
+    _with_config(parser)
+    parser.add_argument("--url", help="daemon API base URL (default: the config's listen)")
+
+
+def _operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the daemon")
+    _with_config(run, required=True)
+    run.set_defaults(handler=commands.run)
+    check = sub.add_parser("check", help="validate config and rules (ExecStartPre)")
+    _with_config(check, required=True)
+    check.set_defaults(handler=commands.check)
+
+    export = sub.add_parser("export", help="write recorded history as an events file")
+    _with_store(export)
+    export.add_argument("--since", required=True, metavar="TIME")
+    export.add_argument("--until", required=True, metavar="TIME")
+    export.add_argument("--out", metavar="FILE", help="default: standard output")
+    export.set_defaults(handler=commands.export)
+
+    incidents = sub.add_parser("incidents", help="list, show or update incidents")
+    actions = incidents.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list")
+    _with_store(listing)
+    listing.add_argument("--open", action="store_true", help="unresolved only")
+    listing.add_argument("--limit", type=int, default=50)
+    show = actions.add_parser("show")
+    _with_store(show)
+    show.add_argument("id")
+    update = actions.add_parser("update", help="post an update through the daemon")
+    _with_api(update)
+    update.add_argument("id")
+    update.add_argument("--status", required=True, choices=["identified", "monitoring", "resolved"])
+    update.add_argument("--body", required=True)
+    incidents.set_defaults(handler=commands.incidents)
+
+    deploy = sub.add_parser("deploy", help="record a deploy or flag one bad")
+    actions = deploy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    record = actions.add_parser("record")
+    _with_api(record)
+    record.add_argument("--id")
+    record.add_argument("--service", required=True)
+    record.add_argument("--version", required=True)
+    record.add_argument("--components", nargs="+", required=True, metavar="ID")
+    bad = actions.add_parser("bad")
+    _with_api(bad)
+    bad.add_argument("id")
+    deploy.set_defaults(handler=commands.deploy)
+
+    maintenance = sub.add_parser("maintenance", help="add, list or cancel maintenance")
+    actions = maintenance.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add")
+    _with_api(add)
+    add.add_argument("--start", required=True, metavar="TIME")
+    add.add_argument("--end", required=True, metavar="TIME")
+    add.add_argument("--components", nargs="+", required=True, metavar="ID")
+    add.add_argument("--title", required=True)
+    _with_api(actions.add_parser("list"))
+    cancel = actions.add_parser("cancel")
+    _with_api(cancel)
+    cancel.add_argument("id")
+    maintenance.set_defaults(handler=commands.maintenance)
+
+    db = sub.add_parser("db", help="database schema")
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upgrade = db_actions.add_parser("upgrade", help="apply Alembic migrations")
+    _with_store(upgrade)
+    db.set_defaults(handler=commands.db_upgrade)
+
+    sandbox = sub.add_parser("sandbox", help="serve the simulated platform")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=9465)
+    sandbox.set_defaults(handler=commands.sandbox)
 
 
 _USER_ERRORS = (
@@ -100,6 +187,9 @@ _USER_ERRORS = (
     RuleTestError,
     EventsError,
     TimeFormatError,
+    ConfigError,
+    StoreError,
+    commands.CommandError,
     OSError,
 )
 

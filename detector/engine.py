@@ -507,7 +507,6 @@ def _compile_match(rule: Rule) -> _Matcher:
     return matches
 
 
-
 def _glob(pattern: str | None) -> Callable[[str], re.Match[str] | None] | None:
     return None if pattern is None else re.compile(fnmatch.translate(pattern)).match
 

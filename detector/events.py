@@ -5,7 +5,8 @@ A bad line is an error naming the file and line number; nothing is silently skip
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +29,9 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
         raise _Bad(f"missing field '{name}'")
     value = obj[name]
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        expected = (
+            kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        )
         raise _Bad(f"field '{name}' must be {expected}, got {type(value).__name__}")
     return value
 
@@ -92,11 +95,17 @@ def _maintenance(obj: dict[str, Any]) -> Maintenance:
         end=end,
         components=_strings(obj, "components"),
         title=_optional(obj, "title", str) or "",
-        id=_optional(obj, "id", str) or f"m-{format_time(start)}",
+        id=_optional(obj, "id", str) or _maintenance_id(start, end, obj),
     )
 
 
-_PARSERS = {
+def _maintenance_id(start: float, end: float, obj: dict[str, Any]) -> str:
+    """Stable for the same window, distinct for two windows that start together."""
+    key = f"{start}|{end}|{','.join(obj['components'])}|{obj.get('title') or ''}"
+    return "m-" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "result": _result,
     "deploy": _deploy,
     "deploy_flagged_bad": _flag,

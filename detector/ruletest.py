@@ -63,7 +63,9 @@ def series_events(spec: dict[str, Any]) -> list[ProbeResult]:
     unknown = set(spec) - _SERIES_KEYS
     if unknown:
         raise ValueError(f"unknown series key {sorted(unknown)[0]!r}")
-    missing = [k for k in ("probe", "kind", "component", "interval", "start", "values") if k not in spec]
+    missing = [
+        k for k in ("probe", "kind", "component", "interval", "start", "values") if k not in spec
+    ]
     if missing:
         raise ValueError(f"series needs '{missing[0]}'")
     start = parse_time(str(spec["start"]))
@@ -129,7 +131,8 @@ class TestFile:
         try:
             doc = yaml.safe_load(self.path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise RuleTestError(f"{self.path}: cannot read test file: {exc}".replace("\n", " "))
+            message = f"{self.path}: cannot read test file: {exc}".replace("\n", " ")
+            raise RuleTestError(message) from None
         if not isinstance(doc, dict) or set(doc) - {"rule_files", "tests"}:
             raise RuleTestError(f"{self.path}: expected keys 'rule_files' and 'tests' only")
         files = doc.get("rule_files") or []
@@ -207,14 +210,18 @@ class TestFile:
             for entry in wanted:
                 bad = set(entry) - _INCIDENT_KEYS if isinstance(entry, dict) else {"?"}
                 if bad:
-                    raise self._fail(name, f"expect at {at}: unknown incident key {sorted(bad)[0]!r}")
+                    raise self._fail(
+                        name, f"expect at {at}: unknown incident key {sorted(bad)[0]!r}"
+                    )
             out.append((moment, at, wanted))
         if not out:
             raise self._fail(name, "needs at least one 'expect' entry")
         return out
 
 
-def _diff(label: str, moment: float, wanted: list[dict[str, Any]], got: list[dict[str, Any]]) -> str:
+def _diff(
+    label: str, moment: float, wanted: list[dict[str, Any]], got: list[dict[str, Any]]
+) -> str:
     lines = [f"at {label} ({format_time(moment)}):", "  expected:"]
     lines += [f"    - {_flow(w)}" for w in wanted] or ["    (no incidents)"]
     lines.append("  got:")

@@ -65,9 +65,9 @@ class Calendar:
         """The latest deploy naming `component` in `[moment - window, moment]`."""
         best: Deploy | None = None
         for deploy in self.deploys.values():
-            if component in deploy.components and 0 <= moment - deploy.at <= window:
-                if best is None or deploy.at >= best.at:
-                    best = deploy
+            recent = component in deploy.components and 0 <= moment - deploy.at <= window
+            if recent and (best is None or deploy.at >= best.at):
+                best = deploy
         return best
 
     def flagged_during(self, component: str, since: float) -> Deploy | None:

@@ -22,7 +22,11 @@ from detector.model import (
 
 def episodes(driver: Driver) -> list[tuple[float, float | None, str]]:
     return [
-        ((d.episode.started_at - T0) / MIN, ((d.episode.ended_at or 0) - T0) / MIN, d.episode.outcome)
+        (
+            (d.episode.started_at - T0) / MIN,
+            ((d.episode.ended_at or 0) - T0) / MIN,
+            d.episode.outcome,
+        )
         for d in driver.decisions
         if isinstance(d, EpisodeEnded)
     ]
@@ -172,9 +176,7 @@ def test_maintenance_shows_under_maintenance_and_open_incident_still_resolves() 
 
 
 def test_inhibited_rule_opens_nothing_while_inhibitor_is_open() -> None:
-    api = rule(
-        "platform-api", match=Match(kind="http", component="sendcloud/api"), inhibited_by=()
-    )
+    api = rule("platform-api", match=Match(kind="http", component="sendcloud/api"), inhibited_by=())
     labels = rule("labels", inhibited_by=("platform-api",))
     engine = Engine([labels, api])
     driver = Driver(engine)
@@ -268,7 +270,11 @@ def test_reload_keeps_state_by_rule_name_and_resolves_incidents_of_removed_rules
     driver.minutes(0, 20, ok=False)
     engine.set_rules([rule("labels", open_after=40 * MIN), rule("other")])
     driver.minutes(20, 45, ok=False)
-    opened = {d.incident.rule: d.incident.opened_at for d in driver.decisions if isinstance(d, IncidentOpened)}
+    opened = {
+        d.incident.rule: d.incident.opened_at
+        for d in driver.decisions
+        if isinstance(d, IncidentOpened)
+    }
     assert opened == {"other": T0 + 30 * MIN, "labels": T0 + 40 * MIN}
     engine.set_rules([rule("labels", open_after=40 * MIN)])
     driver.evaluate(driver.at(45))
@@ -280,5 +286,8 @@ def test_components_without_incidents_are_operational() -> None:
     driver = Driver(engine)
     driver.minutes(0, 10, ok=False)
     statuses = engine.component_statuses(driver.now, ["carriers/ups"])
-    assert statuses == {"carriers/ups": ComponentStatus.OPERATIONAL, "carriers/dhl": ComponentStatus.OPERATIONAL}
+    assert statuses == {
+        "carriers/ups": ComponentStatus.OPERATIONAL,
+        "carriers/dhl": ComponentStatus.OPERATIONAL,
+    }
     assert engine.failure_durations(driver.now) == {("labels", "carriers/dhl"): 9 * MIN}

@@ -1,0 +1,292 @@
+"""End to end on loopback: the sandbox as a real server, the daemon on a manual clock,
+a real SQLite file. A 30-minute incident takes milliseconds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from daemonkit import write_config
+
+from detector.clock import ManualClock
+from detector.daemon import Daemon
+from detector.logs import configure
+from detector.model import ComponentStatus, IncidentStatus
+from detector.sandbox import make_app
+from detector.settings import load_settings
+from detector.store import SqlStore
+
+T0 = 1_795_860_000.0
+MIN = 60.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
+    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
+    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
+    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
+
+
+def make_daemon(tmp_path: Path, sandbox: TestServer, clock: ManualClock, **kwargs: str) -> Daemon:
+    config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **kwargs)
+    return Daemon(load_settings(config), log=configure("json", "error"), clock=clock)
+
+
+async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:
+    async with aiohttp.ClientSession() as session:
+        body = {"component": component, "mode": mode, "seconds": 7200}
+        async with session.post(sandbox.make_url("/_sandbox/faults"), json=body) as response:
+            assert response.status in (200, 201), await response.text()
+
+
+async def heal(sandbox: TestServer) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(sandbox.make_url("/_sandbox/faults")) as response,
+    ):
+        assert response.status in (200, 204)
+
+
+async def crash(daemon: Daemon) -> None:
+    """Like `kill -9` for what the next daemon sees: nothing more is written. The HTTP
+    session is closed only so the test process leaks no sockets."""
+    assert daemon.store is not None and daemon.session is not None
+    daemon.store.close()
+    await daemon.session.close()
+
+
+async def minutes(daemon: Daemon, clock: ManualClock, count: int) -> None:
+    for _ in range(count):
+        clock.advance(MIN)
+        await daemon.probe_all()
+        await daemon.evaluate()
+
+
+async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False)
+    try:
+        await daemon.probe_all()
+        await daemon.evaluate()
+        await fault(sandbox, "carriers/dhl")
+        await minutes(daemon, clock, 30)  # failing since minute 1: not yet 30 minutes
+        store = daemon.store
+        assert store is not None
+        assert store.list_incidents(unresolved_only=True) == []
+        await minutes(daemon, clock, 1)
+
+        [incident] = store.list_incidents(unresolved_only=True)
+        assert incident.opened_at == T0 + 31 * MIN
+        assert incident.title == "DHL: label creation failing (DE, NL)"
+        assert incident.component_status is ComponentStatus.MAJOR_OUTAGE
+        assert "HTTP 503" not in incident.updates[0].body  # evidence, not raw errors
+        assert "error_ratio (1) >= 0.9" in incident.updates[0].body
+        statuses = {c.id: c.status for c in store.list_components()}
+        assert statuses["carriers/dhl"] is ComponentStatus.MAJOR_OUTAGE
+        assert statuses["carriers/ups"] is ComponentStatus.OPERATIONAL
+
+        metrics = daemon.metrics
+        assert metrics.get("detector_incidents_open", {"rule": "carrier-label-creation"}) == 1
+        opened = {"rule": "carrier-label-creation", "cause": "sustained"}
+        assert metrics.get("detector_incidents_opened_total", opened) == 1
+        one_hot = {"component": "carriers/dhl", "status": "major_outage"}
+        assert metrics.get("detector_component_status", one_hot) == 1
+        duration = {"rule": "carrier-label-creation", "component": "carriers/dhl"}
+        assert metrics.get("detector_failure_duration_seconds", duration) == 30 * MIN
+        failed = {
+            "probe": "dhl-label-de",
+            "kind": "label_creation",
+            "component": "carriers/dhl",
+            "result": "fail",
+        }
+        assert metrics.get("detector_probe_runs_total", failed) == 31
+
+        url = f"http://127.0.0.1:{daemon.bound_port}/api/v2/incidents/unresolved.json"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            body = await response.json()
+        assert [i["name"] for i in body["incidents"]] == [incident.title]
+        assert body["incidents"][0]["impact"] == "critical"
+
+        await heal(sandbox)
+        await minutes(daemon, clock, 16)
+        resolved = store.get_incident(incident.id)
+        assert resolved.status is IncidentStatus.RESOLVED
+        assert [u.status.value for u in resolved.updates][-2:] == ["monitoring", "resolved"]
+        assert metrics.get("detector_failure_duration_seconds", duration) == 0
+    finally:
+        await daemon.shutdown()
+
+
+async def test_results_are_stored_in_batches_and_exported(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False, serve=False)
+    try:
+        await minutes(daemon, clock, 3)
+        assert await daemon.flush() == 12  # 4 probes x 3 minutes, one batch
+        assert daemon.store is not None
+        events = list(daemon.store.export_events(T0, T0 + 10 * MIN))
+        assert len(events) == 12
+        assert {e.probe for e in events} == {  # type: ignore[union-attr]
+            "api-user",
+            "dhl-label-de",
+            "dhl-label-nl",
+            "ups-label-fr",
+        }
+    finally:
+        await daemon.shutdown()
+
+
+async def test_restart_keeps_the_clock_and_never_duplicates(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    first = make_daemon(tmp_path, sandbox, clock)
+    await first.startup(schedule=False, serve=False)
+    await fault(sandbox, "carriers/dhl")
+    await minutes(first, clock, 15)  # failing since minute 1
+    await first.flush()
+    await crash(first)
+
+    clock.advance(2 * MIN)  # down for two minutes, still failing
+    second = make_daemon(tmp_path, sandbox, clock)
+    await second.startup(schedule=False, serve=False)
+    try:
+        await minutes(second, clock, 14)  # minute 31
+        assert second.store is not None
+        [incident] = second.store.list_incidents(unresolved_only=True)
+        assert incident.opened_at == T0 + 31 * MIN  # the original clock
+    finally:
+        await second.shutdown()
+
+    third = make_daemon(tmp_path, sandbox, clock)  # a clean restart with the incident open
+    await third.startup(schedule=False, serve=False)
+    try:
+        await minutes(third, clock, 5)
+        assert third.store is not None
+        assert len(third.store.list_incidents()) == 1
+    finally:
+        await third.shutdown()
+
+
+async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    first = make_daemon(tmp_path, sandbox, clock)
+    await first.startup(schedule=False, serve=False)
+    await fault(sandbox, "carriers/dhl")
+    await minutes(first, clock, 20)
+    await first.flush()
+    await crash(first)
+
+    await heal(sandbox)
+    clock.advance(40 * MIN)  # down past the deadline, but healed meanwhile
+    second = make_daemon(tmp_path, sandbox, clock)
+    await second.startup(schedule=False, serve=False)
+    try:
+        assert await second.evaluate() == []  # waits for fresh results first
+        await minutes(second, clock, 10)
+        assert second.store is not None
+        assert second.store.list_incidents() == []
+    finally:
+        await second.shutdown()
+
+
+async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False, serve=False)
+    try:
+        writable = daemon.store
+        assert writable is not None
+        path = tmp_path / "detector.db"
+        daemon.store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
+        await fault(sandbox, "carriers/dhl")
+        await minutes(daemon, clock, 32)
+        assert await daemon.flush() == 0
+        errors = daemon.metrics.get("detector_store_errors_total")
+        assert errors is not None and errors >= 2
+        assert len(daemon.engine.open_incidents()) == 1  # decided, waiting to be written
+        assert daemon.readiness()["store"] is False
+
+        daemon.store.close()
+        daemon.store = writable  # the disk is writable again
+        assert await daemon.flush() == 32 * 4
+        await daemon.evaluate()
+        [incident] = writable.list_incidents(unresolved_only=True)
+        assert incident.opened_at == T0 + 31 * MIN
+        assert daemon.readiness()["store"] is True
+    finally:
+        await daemon.shutdown()
+
+
+async def test_write_api_deploy_flagged_bad_opens_at_once(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False)
+    base = f"http://127.0.0.1:{daemon.bound_port}"
+    headers = {"Authorization": "Bearer t0ken"}
+    try:
+        await daemon.probe_all()
+        async with aiohttp.ClientSession(headers=headers) as session:
+            deploy = {"id": "d-1", "service": "label-api", "version": "1", "components": []}
+            deploy["components"] = ["carriers/ups"]
+            async with session.post(f"{base}/api/v1/deploys", json=deploy) as response:
+                assert response.status == 201, await response.text()
+            clock.advance(20 * MIN)  # past the deploy window
+            await fault(sandbox, "carriers/ups")
+            await minutes(daemon, clock, 3)
+            assert daemon.engine.open_incidents() == []
+            async with session.post(f"{base}/api/v1/deploys/d-1/bad") as response:
+                assert response.status == 200, await response.text()
+        [incident] = daemon.engine.open_incidents()
+        assert (incident.cause, incident.deploy, incident.component) == (
+            "deploy",
+            "d-1",
+            "carriers/ups",
+        )
+    finally:
+        await daemon.shutdown()
+
+
+async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False, serve=False)
+    try:
+        await fault(sandbox, "carriers/dhl")
+        await minutes(daemon, clock, 10)
+        (tmp_path / "rules" / "broken.yaml").write_text("rules:\n  - name: x\n    windw: 5m\n")
+        ok, message = await daemon.reload()
+        assert not ok and "broken.yaml:3" in message
+        assert daemon.metrics.get("detector_config_last_reload_successful") == 0
+        (tmp_path / "rules" / "broken.yaml").unlink()
+        ok, _ = await daemon.reload()
+        assert ok
+        assert daemon.metrics.get("detector_config_last_reload_successful") == 1
+        await minutes(daemon, clock, 21)  # the episode kept its clock through both reloads
+        [incident] = daemon.engine.open_incidents()
+        assert incident.opened_at == T0 + 31 * MIN
+    finally:
+        await daemon.shutdown()
