@@ -259,8 +259,8 @@ class _Api:
         self.authorize(request)
         Body(await self.read_json(request, optional=True), ())
         ok, message = await self.control.reload()
-        if not ok:
-            return json_response({"error": message}, 500)
+        if not ok:  # the files on disk are bad input: 422, the old set keeps running
+            return json_response({"error": message}, 422)
         return json_response({"status": "reloaded", "message": message})
 
     # ------------------------------------------------------------------ public reads

@@ -90,7 +90,9 @@ class Daemon:
         state = await asyncio.to_thread(self.store.load_engine_state)
         horizon = max((rule.window for rule in self._rules), default=0.0)
         recent = await asyncio.to_thread(self.store.results_since, self.clock.now() - horizon)
-        self.engine = load_state(self._rules, state, recent, settings.component_names())
+        self.engine = load_state(
+            self._rules, state, recent, settings.component_names(), restored_at=self.clock.now()
+        )
         self._store_ok = True
         self._warm_until = (
             self.clock.now()

@@ -75,7 +75,7 @@ class Engine:
         self._patterns = {rule.name: _compile_match(rule) for rule in rules}
         self._match_cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
         for key, series in list(self.series.items()):
-            if key[0] not in self.rules:
+            if key[0] not in self.rules or not _component_matches(self.rules[key[0]], key[1]):
                 del self.series[key]
                 self._dirty.discard(series)
                 if series.incident is not None:
@@ -104,6 +104,8 @@ class Engine:
         for rule in rules:
             series = self._series(rule.name, result.component)
             series.window.add(entry)
+            if series.fresh_after is not None and result.at >= series.fresh_after:
+                series.fresh_after = None
             self._dirty.add(series)
 
     def add_deploy(self, deploy: Deploy) -> None:
@@ -162,11 +164,15 @@ class Engine:
         return decisions
 
     def next_deadline(self) -> float | None:
-        """The next open/resolve deadline or maintenance boundary the caller must evaluate at."""
-        timers = self._timers
-        while timers and not self._current(timers[0], "timer_at"):
-            heapq.heappop(timers)  # stale: the series re-armed or was dropped
-        candidates = [timers[0][0]] if timers else []
+        """When the caller must evaluate next: an open/resolve deadline, a maintenance
+        boundary, or the oldest result of a window leaving it (a silent probe's window
+        empties then, which `no_data` rules must see)."""
+        candidates = []
+        for heap, slot in ((self._timers, "timer_at"), (self._wakes, "wake_at")):
+            while heap and not self._current(heap[0], slot):
+                heapq.heappop(heap)  # stale: the series re-armed or was dropped
+            if heap:
+                candidates.append(heap[0][0])
         after = self._last_eval if self._last_eval is not None else float("-inf")
         boundary = self.calendar.boundaries_after(after)
         if boundary is not None:
@@ -197,6 +203,11 @@ class Engine:
     def _step(self, series: Series, now: float, out: list[Decision]) -> bool:
         """Evaluate one series at `now`; returns True when it resolved an incident."""
         rule = self.rules[series.rule]
+        if series.fresh_after is not None:
+            # Restored after downtime: the old verdict stands only once a fresh result
+            # confirms it, so the time down counts as failing only if the failure is still there.
+            self._schedule(series, rule, now)
+            return False
         self._judge(series, rule, now)
         resolved = False
         if series.incident is None and self.calendar.in_maintenance(series.component, now):
@@ -237,8 +248,8 @@ class Engine:
             return "no evaluation since restart"
         if series.condition is not None:
             return series.condition.explain(series.values)
-        held = "; ".join(impact.when.explain(series.values) for impact in rule.impact)
-        return f"no impact condition holds: {held}"
+        checked = "; ".join(impact.when.explain(series.values) for impact in rule.impact)
+        return f"no impact condition holds (false: {checked})"
 
     def _on_failing(self, series: Series, rule: Rule, now: float, out: list[Decision]) -> None:
         if series.failing_since is None:
@@ -505,6 +516,12 @@ def _compile_match(rule: Rule) -> _Matcher:
         )
 
     return matches
+
+
+def _component_matches(rule: Rule, component: str) -> bool:
+    """Does a rule still watch this component (after a reload narrowed its match)?"""
+    pattern = rule.match.component
+    return pattern is None or fnmatch.fnmatchcase(component, pattern)
 
 
 def _glob(pattern: str | None) -> Callable[[str], re.Match[str] | None] | None:

@@ -106,9 +106,11 @@ def load_state(
     state: Mapping[str, Any] | None,
     recent_results: Sequence[ProbeResult] = (),
     component_names: Mapping[str, str] | None = None,
+    restored_at: float | None = None,
 ) -> Engine:
     """A new engine holding `state`; series of rules that no longer exist are dropped,
-    and their open incidents resolved at the first evaluation (as on a reload)."""
+    and their open incidents resolved at the first evaluation (as on a reload). With
+    `restored_at`, restored series hold their verdict until a result at least that new."""
     engine = Engine(rules, component_names)
     if state and state.get("version") == STATE_VERSION:
         for item in state["deploys"]:
@@ -140,8 +142,9 @@ def load_state(
             series.stable_since = item["stable_since"]
             if item["incident"]:
                 series.incident = _load_incident(item["incident"])
+            series.fresh_after = restored_at
             engine.series[series.key] = series
-    for result in recent_results:
+    for result in recent_results:  # older than restored_at: rebuilds windows, proves nothing
         engine.observe(result)
     engine.set_rules(rules)  # drops series of vanished rules, queues their incidents
     engine.restore_counts()

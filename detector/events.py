@@ -145,7 +145,7 @@ def iter_events(lines: Iterable[bytes | str], name: str) -> Iterator[Event]:
         if event.at < last:
             raise EventsError(
                 f"{name}:{number}: events must be sorted by time:"
-                f" {format_time(event.at)} comes after {format_time(last)}"
+                f" {format_time(event.at)} is earlier than the line before ({format_time(last)})"
             )
         last = event.at
         yield event

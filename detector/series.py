@@ -29,6 +29,7 @@ class Series:
     inhibited: bool = False  # the running episode reached its deadline while inhibited
     incident: Incident | None = None
     stable_since: float | None = None
+    fresh_after: float | None = None  # restored from a saved state: hold until a result this new
     timer_at: float | None = None  # open or resolve deadline, if any
     wake_at: float | None = None  # when the oldest window entry leaves
 

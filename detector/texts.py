@@ -46,7 +46,11 @@ class Texts:
     ) -> dict[str, Any]:
         """Everything a rule's `title` / `message` template may name."""
         assert series.failing_since is not None
-        fields: dict[str, Any] = dict(series.window.metrics(METRICS))
+        # An empty window (no_data: keep) says nothing: show what the last data said.
+        values = series.window.metrics(METRICS) if len(series.window) else series.values or {}
+        fields: dict[str, Any] = dict.fromkeys(METRICS, 0.0) | values
+        for count in ("results", "failures", "consecutive_failures"):
+            fields[count] = int(fields[count])  # `{results}` reads 5, not 5.0
         status = series.status or rule.impact[0].status
         fields.update(
             component=series.component,

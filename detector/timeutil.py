@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_EXPECTED_DURATION = "expected a number with a unit (ms, s, m, h, d)"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -20,10 +21,14 @@ class TimeFormatError(ValueError):
 def parse_duration(text: str | int | float) -> float:
     """`90s`, `30m`, `1h`, `250ms` -> seconds. Bare numbers are refused: a unit is required."""
     if isinstance(text, bool) or not isinstance(text, str):
-        raise TimeFormatError(f"bad duration {text!r}: expected a number with a unit (ms, s, m, h)")
+        raise TimeFormatError(
+            f"bad duration {text!r}: expected a number with a unit (ms, s, m, h, d)"
+        )
     match = _DURATION.match(text)
     if match is None:
-        raise TimeFormatError(f"bad duration {text!r}: expected a number with a unit (ms, s, m, h)")
+        raise TimeFormatError(
+            f"bad duration {text!r}: expected a number with a unit (ms, s, m, h, d)"
+        )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 

@@ -186,7 +186,7 @@ async def test_reload(client: Client, control: StoreControl) -> None:
     assert await response.json() == {"status": "reloaded", "message": "2 rule files, 5 rules"}
     control.reload_answer = (False, "rules/carriers.yaml:4: rule 'x': unknown key 'whne'")
     response = await client.post("/-/reload", headers=AUTH)
-    assert response.status == 500
+    assert response.status == 422
     assert await response.json() == {"error": "rules/carriers.yaml:4: rule 'x': unknown key 'whne'"}
     assert control.reloads == 2
 

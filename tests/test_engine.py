@@ -291,3 +291,55 @@ def test_components_without_incidents_are_operational() -> None:
         "carriers/dhl": ComponentStatus.OPERATIONAL,
     }
     assert engine.failure_durations(driver.now) == {("labels", "carriers/dhl"): 9 * MIN}
+
+
+def test_a_restored_failure_waits_for_a_fresh_result_before_opening() -> None:
+    from detector.engine_state import dump_state, load_state
+
+    engine = Engine([rule()])
+    driver = Driver(engine)
+    driver.minutes(0, 20, ok=False)  # failing since minute 0
+    state = dump_state(engine)
+    restored = load_state([rule()], state, restored_at=driver.at(60))
+    assert restored.evaluate(driver.at(60)) == []  # past the deadline, but no fresh evidence
+    restored.observe(result(60, ok=True))
+    decisions = restored.evaluate(driver.at(60))
+    assert [type(d).__name__ for d in decisions] == ["EpisodeEnded"]
+    assert restored.open_incidents() == []
+
+    again = load_state([rule()], state, restored_at=driver.at(40))
+    again.observe(result(40, ok=False))
+    [opened] = [d for d in again.evaluate(driver.at(40)) if isinstance(d, IncidentOpened)]
+    assert opened.incident.opened_at == T0 + 40 * MIN  # the original clock: 40 >= 0 + 30
+
+
+def test_reload_that_narrows_a_match_drops_the_components_it_no_longer_watches() -> None:
+    engine = Engine([rule()])
+    driver = Driver(engine)
+    driver.minutes(0, 31, ok=False)
+    assert len(engine.open_incidents()) == 1
+    narrowed = rule(match=Match(kind="label_creation", component="carriers/ups"))
+    engine.set_rules([narrowed])
+    decisions = driver.evaluate(driver.at(31))
+    assert [type(d).__name__ for d in decisions] == ["IncidentResolved"]
+    assert engine.series == {}
+
+
+def test_a_silent_probe_is_noticed_when_its_last_result_leaves_the_window() -> None:
+    """The window emptying is an evaluation point: `no_data: failing` needs no new result."""
+    engine = Engine([rule(no_data=NoData.FAILING)])
+    engine.observe(result(0, ok=True))
+    engine.evaluate(T0)
+    assert engine.next_deadline() == T0 + 5 * MIN
+    engine.evaluate(T0 + 5 * MIN)
+    assert engine.running_episodes()[0].started_at == T0 + 5 * MIN
+
+
+def test_an_incident_opened_on_an_empty_window_shows_the_last_data_seen() -> None:
+    engine = Engine([rule(message="{failures}/{results} failed ({error_ratio:.0%})")])
+    driver = Driver(engine)
+    driver.minutes(0, 10, ok=False)
+    driver.run_until(31)  # silent since minute 10: no_data keep holds the failure
+    incident = driver.only_incident()
+    # the window drained one result at a time; the last one it held had failed
+    assert incident.updates[0].body == "1/1 failed (100%)"

@@ -381,10 +381,14 @@ def test_export_events_sorted_and_typed(store: SqlStore) -> None:
     store.add_deploy(Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True))
     store.flag_deploy_bad("d-17", T0 + 540)
     window = store.add_maintenance(Maintenance(T0 + 60, T0 + 600, ("carriers/ups",), "UPS", "m1"))
-    store.add_maintenance(Maintenance(T0 - 600, T0 + 600, ("carriers/gls",), "before", "m0"))
+    running = store.add_maintenance(
+        Maintenance(T0 - 600, T0 + 600, ("carriers/gls",), "before", "m0")
+    )
+    store.add_maintenance(Maintenance(T0 - 900, T0 - 300, ("carriers/gls",), "over", "m-1"))
 
     events = list(store.export_events(T0, T0 + 3600))
     assert events == [
+        running,  # still running at `since`: a replay must know the component is blue
         Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",), bad=False),
         result(T0),
         Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True),
@@ -393,6 +397,12 @@ def test_export_events_sorted_and_typed(store: SqlStore) -> None:
         DeployFlaggedBad(T0 + 540, "d-17"),
     ]
     assert list(store.export_events(T0 + 3600, T0 + 3601)) == [result(T0 + 3600)]
+    # A deploy flagged inside the window comes with it, even though it was made before.
+    flagged = store.export_events(T0 + 500, T0 + 550)
+    assert [e for e in flagged if not isinstance(e, Maintenance)] == [
+        Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",), bad=False),
+        DeployFlaggedBad(T0 + 540, "d-17"),
+    ]
 
 
 # ------------------------------------------------------------------ failures and secrets

@@ -416,17 +416,23 @@ class SqlStore:
 
     def export_events(self, since: float, until: float) -> Iterator[Event]:
         """Events with their time in `[since, until)`; at one instant maintenance, deploys and
-        bad flags come before results, so a replay sees the context first."""
+        bad flags come before results, so a replay sees the context first. Context that
+        began earlier comes first: maintenance still running at `since`, and deploys flagged
+        bad inside the window (a flag names a deploy the replay must know)."""
         with self._session("export events") as session:
             maintenance_rows = session.exec(
                 select(MaintenanceRow)
-                .where(col(MaintenanceRow.start_at) >= since, col(MaintenanceRow.start_at) < until)
+                .where(col(MaintenanceRow.start_at) < until, col(MaintenanceRow.end_at) > since)
                 .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
             ).all()
             maintenance = [tables.to_maintenance(row) for row in maintenance_rows]
             deploy_rows = session.exec(
                 select(DeployRow)
-                .where(col(DeployRow.at) >= since, col(DeployRow.at) < until)
+                .where(
+                    col(DeployRow.at) < until,
+                    (col(DeployRow.at) >= since)
+                    | ((col(DeployRow.flagged_at) >= since) & (col(DeployRow.flagged_at) < until)),
+                )
                 .order_by(col(DeployRow.at), col(DeployRow.id))
             ).all()
             deploys = [tables.to_deploy(row, as_recorded=True) for row in deploy_rows]
