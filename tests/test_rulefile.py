@@ -169,7 +169,7 @@ INVALID = {
     "invalid-defaults-unknown-key.yaml": "3: unknown key 'inhibited_by' in defaults (allowed:"
     " window, min_results, open_after, resolve_after, deploy_window, no_data)",
     "invalid-defaults-bad-duration.yaml": "2: deploy_window: bad duration 'soon':"
-    " expected a number with a unit (ms, s, m, h)",
+    " expected a number with a unit (ms, s, m, h, d)",
     "invalid-min-results-type.yaml": "2: min_results: expected a positive integer,"
     " got a number (2.5)",
     "invalid-missing-name.yaml": "6: rule #2: missing key 'name'",
@@ -209,7 +209,7 @@ INVALID = {
     "invalid-bare-number-duration.yaml": "4: rule 'carrier-down': open_after: expected a duration"
     " such as 5m or 90s, got an integer (30)",
     "invalid-bad-duration.yaml": "4: rule 'carrier-down': resolve_after: bad duration"
-    " '10 minutes': expected a number with a unit (ms, s, m, h)",
+    " '10 minutes': expected a number with a unit (ms, s, m, h, d)",
     "invalid-zero-window.yaml": "4: rule 'carrier-down': window: must be longer than 0s, got '0s'",
     "invalid-window-type.yaml": "4: rule 'carrier-down': window: expected a duration such as"
     " 5m or 90s, got a list",
