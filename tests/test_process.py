@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -96,10 +97,8 @@ def _connects(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def post_fault(base: str, component: str) -> None:
-    import urllib.request
-
-    body = f'{{"component": "{component}", "mode": "error", "seconds": 600}}'.encode()
+def post_fault(base: str, component: str, mode: str = "error") -> None:
+    body = f'{{"component": "{component}", "mode": "{mode}", "seconds": 600}}'.encode()
     request = urllib.request.Request(f"{base}/_sandbox/faults", data=body, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status in (200, 201)
@@ -184,7 +183,8 @@ class HungServer:
         writer.close()
 
 
-async def test_a_hung_target_delays_no_other_probe(tmp_path: Path, sandbox_url: str) -> None:
+async def test_hung_and_slow_targets_delay_no_other_probe(tmp_path: Path, sandbox_url: str) -> None:
+    post_fault(sandbox_url, "carriers/dhl", mode="slow")  # seconds per answer
     async with HungServer() as hung_url:
         daemon = await _run_with_hung_probe(tmp_path, sandbox_url, hung_url)
     runs = daemon.metrics.get
@@ -201,9 +201,19 @@ async def test_a_hung_target_delays_no_other_probe(tmp_path: Path, sandbox_url: 
         "detector_probe_runs_total",
         {"probe": "hung-api", "kind": "http", "component": "sendcloud/api", "result": "error"},
     )
-    # Both keep a 1 s schedule: the fast one is not held up by the hung one's timeouts.
+    slow = runs(
+        "detector_probe_runs_total",
+        {
+            "probe": "dhl-label-de",
+            "kind": "label_creation",
+            "component": "carriers/dhl",
+            "result": "error",
+        },
+    )
+    # All keep a 1 s schedule: the fast one is not held up by the others' timeouts.
     assert fast is not None and fast >= 3
     assert stuck is not None and stuck >= 3
+    assert slow is not None and slow >= 3
 
 
 async def _run_with_hung_probe(tmp_path: Path, sandbox_url: str, hung_url: str) -> Daemon:
