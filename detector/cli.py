@@ -66,7 +66,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _component_names(path: str) -> dict[str, str]:
     from detector.settings import load_settings
 
-    settings = load_settings(path)
+    settings = load_settings(path, resolve_secrets=False)
     return {component.id: component.name for component in settings.components}
 
 

@@ -52,7 +52,7 @@ def _store_url(args: argparse.Namespace) -> str:
     if getattr(args, "store", None):
         return str(args.store)
     if getattr(args, "config", None):
-        return load_settings(args.config).store
+        return load_settings(args.config, resolve_secrets=False).store
     raise CommandError("give --config FILE or --store URL")
 
 
@@ -158,10 +158,16 @@ def sandbox(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace, method: str, path: str, body: Any) -> Any:
     """Call the running daemon's API; the token comes from the env, never a flag."""
     base = args.url
-    settings: Settings | None = load_settings(args.config) if args.config else None
+    settings: Settings | None = None
+    if args.config:
+        settings = load_settings(args.config, resolve_secrets=False)
     if not base:
         base = f"http://{settings.listen}" if settings else "http://127.0.0.1:9464"
-    token = (settings.api_token() if settings else None) or os.environ.get("DETECTOR_API_TOKEN")
+    try:
+        token = settings.api_token() if settings else None
+    except ValueError as exc:
+        raise CommandError(f"API token: {exc}") from None
+    token = token or os.environ.get("DETECTOR_API_TOKEN")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
     if data is not None:

@@ -48,6 +48,19 @@ from detector.store import open_store
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
 from probes.base import ProbeSpec, run_probe, trace_config
 
+# Settings a reload cannot apply to a running daemon (sockets, store, logging, jobs, token).
+_RESTART_ONLY = (
+    "listen",
+    "store",
+    "evaluation_interval",
+    "flush_interval",
+    "log_format",
+    "log_level",
+    "page_name",
+    "page_url",
+    "api_token_env",
+    "api_token_file",
+)
 MAX_BUFFERED_RESULTS = 500_000  # ~10k probes for 50 minutes of store outage
 
 
@@ -171,6 +184,7 @@ class Daemon:
             clock=self.clock,
             token=self.settings.api_token(),
             page_name=self.settings.page_name,
+            page_url=self.settings.page_url,
         )
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -378,8 +392,11 @@ class Daemon:
             self.metrics.config_reloaded(False, self.clock.now())
             self.log.error("reload_failed", error=str(exc))
             return False, str(exc)
-        if (settings.listen, settings.store) != (self.settings.listen, self.settings.store):
-            self.log.warning("reload_needs_restart", fields="listen, store")
+        restart_only = [
+            key for key in _RESTART_ONLY if getattr(settings, key) != getattr(self.settings, key)
+        ]
+        if restart_only:  # applied at the next start; say so rather than ignore it silently
+            self.log.warning("reload_needs_restart", fields=restart_only)
         self.settings, self._rules = settings, rules.rules
         self.engine.set_rules(self._rules)
         self.engine.texts.component_names = settings.component_names()

@@ -77,6 +77,7 @@ class Settings(_Strict):
     store: str = "sqlite:///var/detector.db"
     rules: list[str] = Field(min_length=1)
     page_name: str = "Status"
+    page_url: str = ""  # public base URL for Statuspage `url` and shortlinks; "" = request host
     evaluation_interval: Duration = 15.0
     flush_interval: Duration = 5.0
     retention: Duration = 7 * 86400.0
@@ -173,7 +174,9 @@ def _spec(probe: ProbeConfig, defaults: ProbeDefaults) -> ProbeSpec:
     )
 
 
-def load_settings(path: str | Path) -> Settings:
+def load_settings(path: str | Path, *, resolve_secrets: bool = True) -> Settings:
+    """Read and validate a config file. `resolve_secrets=False` skips reading credentials
+    and the API token, for commands that only need components or the store URL."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -193,6 +196,13 @@ def load_settings(path: str | Path) -> Settings:
         settings = Settings.model_validate({**data, "source": str(path)})
     except ValidationError as exc:
         raise ConfigError(_first_error(path, root, exc)) from None
+    if not resolve_secrets:
+        return settings
+    try:
+        settings.api_token()  # an unreadable token file is a config error, found at check time
+    except ValueError as exc:
+        field = "api_token_file" if settings.api_token_file else "api_token_env"
+        raise ConfigError(_located(path, root, (field,), str(exc))) from None
     specs = []
     for index, probe in enumerate(settings.probes):
         try:
