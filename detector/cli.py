@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from detector import __version__, commands
-from detector.events import EventsError, read_events
+from detector.events import EventsError, iter_events
 from detector.replay import replay, report_to_dict, report_to_table
 from detector.rulefile import RuleFileError, load_rules
 from detector.ruletest import RuleTestError, TestFile
@@ -53,7 +53,9 @@ def _replay(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules).rules
     until = parse_time(args.until) if args.until else None
     names = _component_names(args.config) if args.config else {}
-    report = replay(rules, read_events(args.events), until=until, component_names=names)
+    with open(args.events, "rb") as events:  # streamed: memory stays flat for big histories
+        stream = iter_events(events, args.events)
+        report = replay(rules, stream, until=until, component_names=names)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(report_to_dict(report), option=orjson.OPT_INDENT_2))
@@ -204,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `detector replay … | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 0
 
 
 def _one_line(exc: BaseException) -> str:

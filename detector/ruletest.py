@@ -70,7 +70,10 @@ def series_events(spec: dict[str, Any]) -> list[ProbeResult]:
         raise ValueError(f"series needs '{missing[0]}'")
     start = parse_time(str(spec["start"]))
     interval = parse_duration(str(spec["interval"]))
-    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    raw_labels = spec.get("labels") or {}
+    if not isinstance(raw_labels, dict):
+        raise ValueError("series 'labels' must be a mapping, e.g. {market: DE}")
+    labels = {str(k): str(v) for k, v in raw_labels.items()}
     results = []
     for index, (ok, latency) in enumerate(expand_values(str(spec["values"]))):
         if ok is None:
@@ -136,8 +139,8 @@ class TestFile:
         if not isinstance(doc, dict) or set(doc) - {"rule_files", "tests"}:
             raise RuleTestError(f"{self.path}: expected keys 'rule_files' and 'tests' only")
         files = doc.get("rule_files") or []
-        if not isinstance(files, list) or not files:
-            raise RuleTestError(f"{self.path}: 'rule_files' must be a non-empty list")
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise RuleTestError(f"{self.path}: 'rule_files' must be a non-empty list of paths")
         try:
             self.rules: tuple[Rule, ...] = load_rules(self.path.parent / f for f in files).rules
         except RuleFileError as exc:
@@ -160,7 +163,10 @@ class TestFile:
                 streams.append(read_events(self.path.parent / str(test["events"])))
             except (OSError, EventsError) as exc:
                 raise self._fail(name, str(exc)) from None
-        for spec in test.get("series") or []:
+        series = test.get("series") or []
+        if not isinstance(series, list):
+            raise self._fail(name, "'series' must be a list")
+        for spec in series:
             if not isinstance(spec, dict):
                 raise self._fail(name, "each series entry must be a mapping")
             try:
@@ -198,7 +204,10 @@ class TestFile:
         self, name: str, test: dict[str, Any], base: float
     ) -> list[tuple[float, str, list[dict[str, Any]]]]:
         out = []
-        for expect in test.get("expect") or []:
+        expects = test.get("expect") or []
+        if not isinstance(expects, list):
+            raise self._fail(name, "'expect' must be a list")
+        for expect in expects:
             if not isinstance(expect, dict) or set(expect) - _EXPECT_KEYS or "at" not in expect:
                 raise self._fail(name, f"bad expect entry {expect!r}: needs 'at' and 'incidents'")
             at = str(expect["at"])
@@ -207,6 +216,8 @@ class TestFile:
             except TimeFormatError as exc:
                 raise self._fail(name, f"expect 'at': {exc}") from None
             wanted = expect.get("incidents") or []
+            if not isinstance(wanted, list):
+                raise self._fail(name, f"expect at {at}: 'incidents' must be a list")
             for entry in wanted:
                 bad = set(entry) - _INCIDENT_KEYS if isinstance(entry, dict) else {"?"}
                 if bad:
