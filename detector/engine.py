@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from detector.expr import LATENCY_METRICS
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -41,7 +42,7 @@ from detector.model import (
 )
 from detector.series import Calendar, Series, SeriesKey
 from detector.texts import Texts
-from detector.window import Entry
+from detector.window import Entry, Window
 
 _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
 _Matcher = Callable[[str, str, str], bool]
@@ -73,6 +74,12 @@ class Engine:
             for target in rule.inhibited_by:
                 self._inhibits.setdefault(target, []).append(rule.name)
         self._patterns = {rule.name: _compile_match(rule) for rule in rules}
+        # Computed once per rule, not per judgement: which metrics its conditions read.
+        self._needs = {rule.name: rule.metrics for rule in rules}
+        self._latency = {
+            name: not needs.isdisjoint(LATENCY_METRICS) for name, needs in self._needs.items()
+        }
+        self._ordered_rules = sorted(self._rank, key=self._rank.__getitem__)
         self._match_cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
         for key, series in list(self.series.items()):
             if key[0] not in self.rules or not _component_matches(self.rules[key[0]], key[1]):
@@ -81,6 +88,7 @@ class Engine:
                 if series.incident is not None:
                     self._orphans.append(series)  # resolved at the next evaluation
             else:
+                series.window.track_latency(self._latency[key[0]])
                 self._dirty.add(series)  # timings may have changed
 
     def rules_for(self, kind: str, component: str, probe: str) -> tuple[Rule, ...]:
@@ -148,7 +156,7 @@ class Engine:
         decisions: list[Decision] = []
         due = self._collect_due(now)
         resolved_any = False
-        for series in sorted(due, key=self._order):
+        for series in self._in_order(due):
             resolved_any |= self._step(series, now, decisions)
         for series in self._orphans:
             self._resolve(series, now, "The rule that opened this incident was removed.", decisions)
@@ -156,7 +164,7 @@ class Engine:
         self._orphans.clear()
         if resolved_any:  # an inhibitor may have let go: inhibited episodes get their turn
             waiting = [s for s in self.series.values() if s.inhibited and s.incident is None]
-            for series in sorted(waiting, key=self._order):
+            for series in self._in_order(waiting):
                 self._step(series, now, decisions)
         self._last_eval = now
         if decisions:
@@ -197,8 +205,20 @@ class Engine:
         series = self.series.get(entry[1])
         return series is not None and getattr(series, slot) == entry[0]
 
-    def _order(self, series: Series) -> tuple[int, str]:
-        return (self._rank.get(series.rule, 0), series.component)
+    def _in_order(self, due: Iterable[Series]) -> list[Series]:
+        """Inhibitors first, then by component: deterministic output, cheap for 100k."""
+        by_rule: dict[str, list[Series]] = {}
+        for series in due:
+            by_rule.setdefault(series.rule, []).append(series)
+        if len(by_rule) == 1:
+            only = next(iter(by_rule.values()))
+            return sorted(only, key=_component) if len(only) > 1 else only
+        ordered: list[Series] = []
+        for name in self._ordered_rules:
+            group = by_rule.get(name)
+            if group:
+                ordered.extend(sorted(group, key=_component))
+        return ordered
 
     def _step(self, series: Series, now: float, out: list[Decision]) -> bool:
         """Evaluate one series at `now`; returns True when it resolved an incident."""
@@ -210,7 +230,12 @@ class Engine:
             return False
         self._judge(series, rule, now)
         resolved = False
-        if series.incident is None and self.calendar.in_maintenance(series.component, now):
+        calendar = self.calendar
+        if (
+            series.incident is None
+            and calendar.maintenances
+            and calendar.in_maintenance(series.component, now)
+        ):
             self._end_episode(series, now, "maintenance", out)
         elif series.failing:
             self._on_failing(series, rule, now, out)
@@ -231,7 +256,7 @@ class Engine:
             series.status = rule.impact[0].status if series.failing else None
             series.values, series.condition, series.no_data = None, None, count
             return
-        values = window.metrics(rule.metrics)
+        values = window.metrics(self._needs[rule.name])
         series.values, series.no_data = values, None
         for impact in rule.impact:
             if impact.when.evaluate(values):
@@ -464,7 +489,8 @@ class Engine:
         key = (rule, component)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = Series(rule, component)
+            window = Window(track_latency=self._latency[rule])
+            series = self.series[key] = Series(rule, component, window)
         return series
 
     def _touch_components(self, components: Iterable[str]) -> None:
@@ -516,6 +542,10 @@ def _compile_match(rule: Rule) -> _Matcher:
         )
 
     return matches
+
+
+def _component(series: Series) -> str:
+    return series.component
 
 
 def _component_matches(rule: Rule, component: str) -> bool:

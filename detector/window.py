@@ -1,16 +1,20 @@
 """The sliding window of one (rule, component) series, kept incrementally.
 
-Adding a result and evicting old ones are O(1) amortised; counts are maintained, not
-recounted. Only latency percentiles need a sort, and only for rules that use them.
+Adding a result and evicting old ones are O(1) amortised for the counts; a window whose rule
+uses latency metrics also keeps its latencies sorted (insert/remove by bisection), so a
+percentile is an index, not a sort per evaluation.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from typing import NamedTuple
 
 from detector.expr import LATENCY_METRICS
+
+_QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 
 
 class Entry(NamedTuple):
@@ -21,18 +25,28 @@ class Entry(NamedTuple):
 
 
 class Window:
-    __slots__ = ("consecutive_failures", "entries", "failures")
+    __slots__ = ("consecutive_failures", "entries", "failures", "latencies")
 
-    def __init__(self) -> None:
+    def __init__(self, track_latency: bool = False) -> None:
         self.entries: deque[Entry] = deque()
         self.failures = 0
         self.consecutive_failures = 0  # failures at the newest end, unbroken by an ok
+        self.latencies: list[float] | None = [] if track_latency else None
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def track_latency(self, enabled: bool) -> None:
+        """A reload may start or stop using latency metrics for this window's rule."""
+        if enabled and self.latencies is None:
+            self.latencies = sorted(e.latency_s for e in self.entries if e.latency_s is not None)
+        elif not enabled:
+            self.latencies = None
+
     def add(self, entry: Entry) -> None:
         entries = self.entries
+        if self.latencies is not None and entry.latency_s is not None:
+            bisect.insort(self.latencies, entry.latency_s)
         if entries and entry.at < entries[-1].at:
             self._insert_late(entry)
             return
@@ -59,9 +73,13 @@ class Window:
     def evict(self, horizon: float) -> None:
         """Drop entries with `at <= horizon`: the window is `(now - span, now]`."""
         entries = self.entries
+        latencies = self.latencies
         while entries and entries[0].at <= horizon:
-            if not entries.popleft().ok:
+            gone = entries.popleft()
+            if not gone.ok:
                 self.failures -= 1
+            if latencies is not None and gone.latency_s is not None:
+                del latencies[bisect.bisect_left(latencies, gone.latency_s)]
         if self.consecutive_failures > len(entries):
             self.consecutive_failures = len(entries)
 
@@ -80,27 +98,22 @@ class Window:
             "success_ratio": 1.0 - error_ratio if results else 0.0,
             "consecutive_failures": float(self.consecutive_failures),
         }
-        if names & LATENCY_METRICS:
-            values.update(latency_percentiles(self.entries))
+        if not names.isdisjoint(LATENCY_METRICS):
+            latencies = self.latencies
+            if latencies is None:  # not tracked (an ad-hoc caller): sort once
+                latencies = sorted(e.latency_s for e in self.entries if e.latency_s is not None)
+            for name in names & LATENCY_METRICS:
+                values[name] = percentile(latencies, name)
         return values
 
     def failed_markets(self) -> tuple[str, ...]:
         return tuple(sorted({e.market for e in self.entries if not e.ok and e.market}))
 
 
-def latency_percentiles(entries: deque[Entry]) -> dict[str, float]:
-    """Nearest-rank percentiles over the results that carry a latency (0 when none do)."""
-    latencies = sorted(e.latency_s for e in entries if e.latency_s is not None)
+def percentile(latencies: list[float], name: str) -> float:
+    """Nearest-rank percentile of sorted latencies (0 when no result carries one)."""
     if not latencies:
-        return {"latency_p50": 0.0, "latency_p95": 0.0, "latency_p99": 0.0, "latency_max": 0.0}
-    count = len(latencies)
-
-    def rank(q: float) -> float:
-        return latencies[max(0, math.ceil(q * count) - 1)]
-
-    return {
-        "latency_p50": rank(0.50),
-        "latency_p95": rank(0.95),
-        "latency_p99": rank(0.99),
-        "latency_max": latencies[-1],
-    }
+        return 0.0
+    if name == "latency_max":
+        return latencies[-1]
+    return latencies[max(0, math.ceil(_QUANTILES[name] * len(latencies)) - 1)]
