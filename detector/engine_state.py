@@ -18,26 +18,11 @@ from detector.model import (
     Maintenance,
     ProbeResult,
     Rule,
+    incident_fields,
 )
 from detector.series import Series
 
 STATE_VERSION = 1
-
-
-def _incident(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "rule": incident.rule,
-        "component": incident.component,
-        "title": incident.title,
-        "cause": incident.cause,
-        "deploy": incident.deploy,
-        "impact": str(incident.impact),
-        "status": str(incident.status),
-        "component_status": str(incident.component_status),
-        "opened_at": incident.opened_at,
-        "markets": list(incident.markets),
-    }
 
 
 def _load_incident(data: Mapping[str, Any]) -> Incident:
@@ -67,7 +52,7 @@ def dump_state(engine: Engine) -> dict[str, Any]:
             "deploy_cause": s.deploy_cause,
             "inhibited": s.inhibited,
             "stable_since": s.stable_since,
-            "incident": _incident(s.incident) if s.incident else None,
+            "incident": incident_fields(s.incident) if s.incident else None,
         }
         for s in engine.series.values()
         if s.failing or s.failing_since is not None or s.incident is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 class ComponentStatus(StrEnum):
@@ -191,6 +191,24 @@ class Incident:
     resolved_at: float | None = None
     updates: list[IncidentUpdate] = field(default_factory=list)
     markets: tuple[str, ...] = ()
+
+
+def incident_fields(incident: Incident) -> dict[str, Any]:
+    """An incident without its updates as plain JSON-able values (store rows, engine state)."""
+    return {
+        "id": incident.id,
+        "rule": incident.rule,
+        "component": incident.component,
+        "title": incident.title,
+        "cause": incident.cause,
+        "deploy": incident.deploy,
+        "impact": str(incident.impact),
+        "status": str(incident.status),
+        "component_status": str(incident.component_status),
+        "opened_at": incident.opened_at,
+        "resolved_at": incident.resolved_at,
+        "markets": list(incident.markets),
+    }
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from detector.model import (
     IncidentUpdate,
     Maintenance,
     ProbeResult,
+    incident_fields,
 )
 from detector.store.base import ComponentRecord
 
@@ -225,20 +226,7 @@ def to_component(row: ComponentRow) -> ComponentRecord:
 
 
 def incident_values(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "rule": incident.rule,
-        "component": incident.component,
-        "title": incident.title,
-        "cause": incident.cause,
-        "deploy": incident.deploy,
-        "impact": str(incident.impact),
-        "status": str(incident.status),
-        "component_status": str(incident.component_status),
-        "opened_at": incident.opened_at,
-        "resolved_at": incident.resolved_at,
-        "markets": list(incident.markets),
-    }
+    return incident_fields(incident)
 
 
 def update_values(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
