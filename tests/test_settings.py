@@ -66,7 +66,7 @@ BAD = {
     ),
     "yaml syntax": (
         GOOD + "probes: [\n",
-        "cfg.yaml:10: YAML syntax error: expected the node content, but found '<stream end>'",
+        "cfg.yaml:10: YAML syntax error: did not find expected node content",
     ),
     "no rules": (
         GOOD.replace("rules: [rules/]\n", ""),
