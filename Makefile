@@ -31,8 +31,12 @@ rules-test: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# Figures, not pass/fail: see docs/performance.md. The daemon benches take minutes each.
 bench: $(STAMP)
+	$(BIN)/python bench/evaluation_bench.py
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/probe_cost_bench.py
+	$(BIN)/python bench/daemon_bench.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

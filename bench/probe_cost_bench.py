@@ -1,0 +1,324 @@
+"""Per-probe CPU of detector's whole path, next to a bare aiohttp GET loop.
+
+    .venv/bin/python bench/probe_cost_bench.py                  # 5,000 requests a row
+    .venv/bin/python bench/probe_cost_bench.py --requests 20000 --repeat 5
+
+A trivial aiohttp server runs in its own process (its CPU is not counted); this process
+measures `time.process_time()` (every thread, so the store's worker thread counts too) over
+sequential requests, one at a time, for each row:
+
+* `bare aiohttp GET`: `session.get(url)` + `read()` - DESIGN's anchors (75 µs keep-alive,
+  290 µs with a new connection each time).
+* `run_probe (http)`: `probes.base.run_probe` of an `http` probe on the daemon's own session
+  (trace config for phases, hard timeout, ProbeResult) - the probe layer alone.
+* `detector path`: `Daemon.probe_once` (run_probe -> metrics -> engine.observe -> buffer)
+  plus `evaluate()` and `flush()` (one batched SQLite write in a worker thread) at the rate a
+  daemon with `--probes` probes at `--interval` would call them (production evaluation 15 s,
+  flush 5 s), i.e. every probes*15/interval and probes*5/interval runs. The Daemon is built
+  from a generated config and started with `startup(schedule=False, serve=False)`.
+
+Each row runs in keep-alive mode (one pooled connection) and new-connection mode (a
+`force_close=True` connector; for the daemon rows its session is swapped for one with the
+same trace config and connector settings plus `force_close`). Rows are interleaved and
+repeated; the table shows the best and the median repeat, µs CPU per request.
+
+`--pace 0.06` sleeps after every request (the sleep's own small cost included), so the event
+loop idles between requests as in a daemon running ~17 probes a second: on a VM with shared
+cores the per-request CPU is then several times the tight loop's (cold caches, idle wake-ups),
+and that is the regime `bench/daemon_bench.py` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ANCHORS = {"keep-alive": 75.0, "new connection": 290.0}  # DESIGN.md "Performance"
+TARGETS = {"keep-alive": 150.0, "new connection": 400.0}
+EVALUATION_INTERVAL, FLUSH_INTERVAL = 15.0, 5.0  # the daemon's production defaults
+
+RULES = """\
+rules:
+  - name: bench-http
+    match: {kind: http, component: "sendcloud/*"}
+    window: 5m
+    min_results: 1
+    impact:
+      - {status: major_outage, when: error_ratio >= 0.9}
+      - {status: partial_outage, when: error_ratio >= 0.3}
+      - {status: degraded_performance, when: latency_p95 > 5s}
+    open_after: 30m
+    resolve_after: 10m
+"""
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def serve() -> None:
+    """The trivial target: 200 `ok` on every path; prints its port, serves until killed."""
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", ok)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        print(sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    if not port.isdigit():
+        proc.kill()
+        raise SystemExit("the target server did not start")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- rows
+
+Loop = Callable[[int], Awaitable[None]]
+
+
+@dataclass
+class Row:
+    name: str
+    mode: str
+    loop: Loop
+    samples: list[float] = field(default_factory=list)  # µs CPU per request
+    wall: list[float] = field(default_factory=list)  # µs wall per request
+
+
+async def measure(row: Row, requests: int) -> None:
+    await row.loop(max(requests // 20, 50))  # warm: connections, caches, metric children
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    await row.loop(requests)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    row.samples.append(1e6 * cpu / requests)
+    row.wall.append(1e6 * wall / requests)
+
+
+def bare_loop(session: aiohttp.ClientSession, url: str, pace: float) -> Loop:
+    async def loop(count: int) -> None:
+        for _ in range(count):
+            async with session.get(url) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise SystemExit(f"bare GET: HTTP {resp.status}")
+            if pace:
+                await asyncio.sleep(pace)
+
+    return loop
+
+
+def write_config(directory: Path, target: str, probes: int) -> Path:
+    (directory / "rules").mkdir()
+    (directory / "rules" / "bench.yaml").write_text(RULES)
+    components = [f"  - {{id: sendcloud/feature{n:02d}, name: Feature {n}}}" for n in range(10)]
+    specs = [
+        f"  - {{id: http-{n}, kind: http, component: sendcloud/feature{n % 10:02d},"
+        f" settings: {{path: /ok/{n}}}}}"
+        for n in range(probes)
+    ]
+    config = directory / "detector.yaml"
+    config.write_text(
+        "\n".join(
+            [
+                "listen: 127.0.0.1:0",
+                f"store: sqlite:///{directory / 'bench.db'}",
+                "rules: [rules/]",
+                "log_format: json",
+                "probe_defaults:",
+                f"  target: {target}",
+                "  interval: 60s",
+                "  timeout: 10s",
+                "components:",
+                *components,
+                "probes:",
+                *specs,
+                "",
+            ]
+        )
+    )
+    return config
+
+
+async def run(args: argparse.Namespace, url: str, tmp: Path) -> list[Row]:
+    from detector.daemon import Daemon
+    from detector.logs import configure
+    from detector.settings import load_settings
+    from probes.base import run_probe, trace_config
+
+    settings = load_settings(write_config(tmp, url, args.probes))
+    log = configure("json", "info")
+    specs = settings.probe_specs
+    eval_every = max(1, round(args.probes * EVALUATION_INTERVAL / args.interval))
+    flush_every = max(1, round(args.probes * FLUSH_INTERVAL / args.interval))
+
+    async def daemon_for(force_close: bool) -> Daemon:
+        daemon = Daemon(settings, log=log)
+        await daemon.startup(schedule=False, serve=False)
+        if force_close:  # same session settings as startup(), plus a new connection each time
+            assert daemon.session is not None
+            await daemon.session.close()
+            daemon.session = aiohttp.ClientSession(
+                trace_configs=[trace_config()],
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True),
+            )
+        return daemon
+
+    def probe_loop(daemon: Daemon) -> Loop:
+        session = daemon.session
+        assert session is not None
+        state = {"n": 0}
+
+        async def loop(count: int) -> None:
+            for _ in range(count):
+                spec = specs[state["n"] % len(specs)]
+                state["n"] += 1
+                result = await run_probe(spec, session=session, log=log, clock=daemon.clock)
+                if not result.ok:
+                    raise SystemExit(f"run_probe: {result.error}")
+                if args.pace:
+                    await asyncio.sleep(args.pace)
+
+        return loop
+
+    def path_loop(daemon: Daemon) -> Loop:
+        state = {"n": 0}
+
+        async def loop(count: int) -> None:
+            for _ in range(count):
+                spec = specs[state["n"] % len(specs)]
+                state["n"] += 1
+                result = await daemon.probe_once(spec)
+                if not result.ok:
+                    raise SystemExit(f"probe_once: {result.error}")
+                if state["n"] % eval_every == 0:
+                    await daemon.evaluate()
+                if state["n"] % flush_every == 0:
+                    await daemon.flush()
+                if args.pace:
+                    await asyncio.sleep(args.pace)
+
+        return loop
+
+    keep_session = aiohttp.ClientSession()
+    close_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    daemons = {mode: await daemon_for(mode == "new connection") for mode in ANCHORS}
+    rows = [
+        Row("bare aiohttp GET", "keep-alive", bare_loop(keep_session, url + "/ok", args.pace)),
+        Row("run_probe (http)", "keep-alive", probe_loop(daemons["keep-alive"])),
+        Row("detector path", "keep-alive", path_loop(daemons["keep-alive"])),
+        Row("bare aiohttp GET", "new connection", bare_loop(close_session, url + "/ok", args.pace)),
+        Row("run_probe (http)", "new connection", probe_loop(daemons["new connection"])),
+        Row("detector path", "new connection", path_loop(daemons["new connection"])),
+    ]
+    try:
+        for repeat in range(args.repeat):
+            for row in rows:
+                await measure(row, args.requests)
+                print(
+                    f"repeat {repeat + 1}/{args.repeat} {row.name:<18} {row.mode:<15}"
+                    f" {row.samples[-1]:7.1f} µs CPU",
+                    file=sys.stderr,
+                )
+    finally:
+        await keep_session.close()
+        await close_session.close()
+        for daemon in daemons.values():
+            await daemon.shutdown()
+    return rows
+
+
+def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
+    eval_every = max(1, round(args.probes * EVALUATION_INTERVAL / args.interval))
+    flush_every = max(1, round(args.probes * FLUSH_INTERVAL / args.interval))
+    print(
+        f"# per-request CPU, {args.requests} sequential requests a row, best of {args.repeat}"
+        f" (median in brackets); detector path: evaluate() every {eval_every} and flush()"
+        f" every {flush_every} runs ({args.probes} probes at {args.interval:g}s)"
+        + (f"; paced: {1000 * args.pace:g} ms sleep after each request" if args.pace else "")
+    )
+    header = (
+        f"| {'row':<18} | {'connection':<14} | {'µs CPU/req':>18} | {'µs wall/req':>11} |"
+        f" {'x bare':>6} | {'x anchor':>8} | {'target (scaled)':>15} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for row in rows:
+        best, median = min(row.samples), statistics.median(row.samples)
+        bare = min(
+            next(r for r in rows if r.mode == row.mode and r.name.startswith("bare")).samples
+        )
+        target = ""
+        if row.name == "detector path":
+            scaled = TARGETS[row.mode] * bare / ANCHORS[row.mode]
+            target = f"{TARGETS[row.mode]:.0f} ({scaled:.0f})"
+        cpu = f"{best:.0f} ({median:.0f})"
+        print(
+            f"| {row.name:<18} | {row.mode:<14} | {cpu:>18} | {min(row.wall):>11.0f} |"
+            f" {best / bare:>6.2f} | {best / ANCHORS[row.mode]:>8.2f} | {target:>15} |"
+        )
+    print(
+        "x bare: against this run's bare GET; x anchor: against DESIGN's 75 / 290 µs; target:"
+        " DESIGN's, in brackets scaled by this machine's bare GET / DESIGN's anchor"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=5000, help="per row and repeat")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--probes", type=int, default=1000, help="distinct probes (and rate)")
+    parser.add_argument("--interval", type=float, default=60.0, help="their interval (rate)")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="sleep after each request, as a daemon's probes arrive spaced (default: none)",
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return 0
+    server, url = start_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="detector-probe-cost-") as tmp:
+            rows = asyncio.run(run(args, url, Path(tmp)))
+    finally:
+        server.terminate()
+        server.wait()
+    print_table(args, rows)
+    print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
