@@ -3,6 +3,8 @@ a real SQLite file. A 30-minute incident takes milliseconds."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -318,3 +320,54 @@ def test_probe_phases_spread_over_the_interval_and_survive_a_restart() -> None:
         or (probe_phase(spec, later) - probe_phase(spec, now)) % 60 == pytest.approx(60, abs=1e-6)
         for spec in specs[:50]
     )
+
+
+async def test_operator_commands_go_through_the_running_daemon(
+    tmp_path: Path,
+    sandbox: TestServer,
+    clock: ManualClock,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from detector.cli import main
+
+    monkeypatch.setenv("DETECTOR_API_TOKEN", "t0ken")
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    await daemon.startup(schedule=False)
+    url = f"http://127.0.0.1:{daemon.bound_port}"
+    db = f"sqlite:///{tmp_path / 'detector.db'}"
+
+    async def cli(*args: str) -> str:
+        # The commands are blocking HTTP clients; the daemon serves on this loop.
+        assert await asyncio.to_thread(main, list(args)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    try:
+        await daemon.probe_all()
+        await fault(sandbox, "carriers/dhl")
+        await minutes(daemon, clock, 31)
+        [incident] = daemon.engine.open_incidents()
+
+        listing = await cli("incidents", "list", "--store", db, "--open")
+        assert incident.id in listing and "DHL: label creation failing" in listing
+        update = ["incidents", "update", incident.id, "--url", url]
+        await cli(*update, "--status", "identified", "--body", "DHL API returns 503")
+        shown = await cli("incidents", "show", incident.id, "--store", db)
+        assert "identified" in shown and "DHL API returns 503" in shown
+
+        deploy = ["deploy", "record", "--url", url, "--id", "d-9", "--service", "label-api"]
+        await cli(*deploy, "--version", "9", "--components", "carriers/ups")
+        await cli("deploy", "bad", "d-9", "--url", url)
+        assert daemon.engine.calendar.flagged_at.get("d-9") == clock.now()
+
+        start, end = "2026-11-28T12:00:00Z", "2026-11-28T13:00:00Z"
+        added = await cli(
+            "maintenance", "add", "--url", url, "--start", start, "--end", end,
+            "--components", "carriers/ups", "--title", "UPS window",
+        )  # fmt: skip
+        maintenance_id = json.loads(added)["id"]
+        assert "UPS window" in await cli("maintenance", "list", "--url", url)
+        await cli("maintenance", "cancel", maintenance_id, "--url", url)
+        assert maintenance_id not in daemon.engine.calendar.maintenances
+    finally:
+        await daemon.shutdown()
