@@ -12,12 +12,10 @@ A series with none of these would reach the same verdict as last time.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import heapq
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from detector.expr import LATENCY_METRICS
 from detector.model import (
@@ -40,12 +38,12 @@ from detector.model import (
     ProbeResult,
     Rule,
 )
+from detector.rulematch import compile_match, component_matches, rank_rules
 from detector.series import Calendar, Series, SeriesKey
 from detector.texts import Texts
 from detector.window import Entry, Window
 
 _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
-_Matcher = Callable[[str, str, str], bool]
 
 
 class Engine:
@@ -68,12 +66,12 @@ class Engine:
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Swap the rule set; series of rules whose name is unchanged keep their state."""
         self.rules = {rule.name: rule for rule in rules}
-        self._rank = _rank_rules(rules)
+        self._rank = rank_rules(rules)
         self._inhibits: dict[str, list[str]] = {}
         for rule in rules:
             for target in rule.inhibited_by:
                 self._inhibits.setdefault(target, []).append(rule.name)
-        self._patterns = {rule.name: _compile_match(rule) for rule in rules}
+        self._patterns = {rule.name: compile_match(rule) for rule in rules}
         # Computed once per rule, not per judgement: which metrics its conditions read.
         self._needs = {rule.name: rule.metrics for rule in rules}
         self._latency = {
@@ -82,7 +80,7 @@ class Engine:
         self._ordered_rules = sorted(self._rank, key=self._rank.__getitem__)
         self._match_cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
         for key, series in list(self.series.items()):
-            if key[0] not in self.rules or not _component_matches(self.rules[key[0]], key[1]):
+            if key[0] not in self.rules or not component_matches(self.rules[key[0]], key[1]):
                 del self.series[key]
                 self._dirty.discard(series)
                 if series.incident is not None:
@@ -529,49 +527,5 @@ def incident_id(rule: str, component: str, opened_at: float) -> str:
     return digest.hexdigest()[:12]
 
 
-def _compile_match(rule: Rule) -> _Matcher:
-    kind = rule.match.kind
-    component = _glob(rule.match.component)
-    probe = _glob(rule.match.probe)
-
-    def matches(result_kind: str, result_component: str, result_probe: str) -> bool:
-        return (
-            (kind is None or kind == result_kind)
-            and (component is None or component(result_component) is not None)
-            and (probe is None or probe(result_probe) is not None)
-        )
-
-    return matches
-
-
 def _component(series: Series) -> str:
     return series.component
-
-
-def _component_matches(rule: Rule, component: str) -> bool:
-    """Does a rule still watch this component (after a reload narrowed its match)?"""
-    pattern = rule.match.component
-    return pattern is None or fnmatch.fnmatchcase(component, pattern)
-
-
-def _glob(pattern: str | None) -> Callable[[str], re.Match[str] | None] | None:
-    return None if pattern is None else re.compile(fnmatch.translate(pattern)).match
-
-
-def _rank_rules(rules: Sequence[Rule]) -> dict[str, int]:
-    """Inhibitors before the rules they inhibit, otherwise file order: deterministic passes."""
-    order: dict[str, int] = {}
-    names = {rule.name: rule for rule in rules}
-    visiting: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in order or name in visiting or name not in names:
-            return
-        visiting.add(name)
-        for target in names[name].inhibited_by:
-            visit(target)
-        order[name] = len(order)
-
-    for rule in rules:
-        visit(rule.name)
-    return order

@@ -1,0 +1,55 @@
+"""Which results a rule watches, and the order rules are evaluated in."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+
+from detector.model import Rule
+
+Matcher = Callable[[str, str, str], bool]
+
+
+def compile_match(rule: Rule) -> Matcher:
+    kind = rule.match.kind
+    component = glob_matcher(rule.match.component)
+    probe = glob_matcher(rule.match.probe)
+
+    def matches(result_kind: str, result_component: str, result_probe: str) -> bool:
+        return (
+            (kind is None or kind == result_kind)
+            and (component is None or component(result_component) is not None)
+            and (probe is None or probe(result_probe) is not None)
+        )
+
+    return matches
+
+
+def component_matches(rule: Rule, component: str) -> bool:
+    """Does a rule still watch this component (after a reload narrowed its match)?"""
+    pattern = rule.match.component
+    return pattern is None or fnmatch.fnmatchcase(component, pattern)
+
+
+def glob_matcher(pattern: str | None) -> Callable[[str], re.Match[str] | None] | None:
+    return None if pattern is None else re.compile(fnmatch.translate(pattern)).match
+
+
+def rank_rules(rules: Sequence[Rule]) -> dict[str, int]:
+    """Inhibitors before the rules they inhibit, otherwise file order: deterministic passes."""
+    order: dict[str, int] = {}
+    names = {rule.name: rule for rule in rules}
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order or name in visiting or name not in names:
+            return
+        visiting.add(name)
+        for target in names[name].inhibited_by:
+            visit(target)
+        order[name] = len(order)
+
+    for rule in rules:
+        visit(rule.name)
+    return order
