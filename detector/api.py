@@ -2,138 +2,38 @@
 bearer-protected write API that on-call engineers and deploy pipelines call.
 
 Reads go straight to the store (in a worker thread); writes go through `Control`, which the
-daemon implements, so the engine sees every deploy, flag and maintenance as it happens.
+daemon implements, so the engine sees every deploy, flag and maintenance as it happens; the
+write handlers, `Control`, `ApiError` and the request `Body` reader live in `detector.api_write`
+and are re-exported here.
 Every error is `{"error": "<field or thing>: <what is wrong>"}` — never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import re
-import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-import orjson
 import structlog
 from aiohttp import web
 
 from detector import statuspage
+from detector.api_write import MANUAL_STATUSES as MANUAL_STATUSES
+from detector.api_write import ApiError, Control, WriteApi, json_response
+from detector.api_write import Body as Body
+from detector.api_write import deploy_json as deploy_json
+from detector.api_write import maintenance_json as maintenance_json
+from detector.api_write import update_json as update_json
 from detector.clock import Clock
 from detector.metrics import Metrics
-from detector.model import Deploy, IncidentStatus, IncidentUpdate, Maintenance
 from detector.page import HISTORY_SECONDS, render_status_page
-from detector.store.base import NotFound, Store, StoreError
-from detector.timeutil import TimeFormatError, format_time, parse_time
+from detector.store.base import Store, StoreError
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IncidentsWanted = Literal["none", "unresolved", "recent", "page"]
-
-MANUAL_STATUSES = (IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING, IncidentStatus.RESOLVED)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_COMPONENT = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-_MAX_FUTURE_SECONDS = 300.0  # a deploy `at` further ahead than this is a clock or typing error
-
-
-class Control(Protocol):
-    """What the write API asks of the daemon. Implementations raise `store.NotFound` for an
-    unknown id, `store.StoreError` when the store fails (-> 503), and `ValueError` with a
-    one-line message for a well-formed request the current state refuses (-> 409)."""
-
-    async def record_deploy(self, deploy: Deploy) -> Deploy: ...
-
-    async def flag_deploy_bad(self, deploy_id: str) -> Deploy: ...
-
-    async def update_incident(
-        self, incident_id: str, status: IncidentStatus, body: str
-    ) -> IncidentUpdate: ...
-
-    async def add_maintenance(self, m: Maintenance) -> Maintenance: ...
-
-    async def cancel_maintenance(self, maintenance_id: str) -> None: ...
-
-    async def reload(self) -> tuple[bool, str]: ...
-
-    def readiness(self) -> Mapping[str, bool]: ...
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers or {})
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
-
-
-# ---------------------------------------------------------------------------- validation
-
-
-class Body:
-    """A JSON object from a request, read field by field; any problem is a 400 naming it."""
-
-    def __init__(self, data: Mapping[str, Any], allowed: Collection[str]) -> None:
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field (allowed: {', '.join(allowed)})")
-        self._data = data
-
-    def _get(self, name: str, kind: type, label: str) -> Any:
-        value = self._data[name]
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ApiError(400, f"{name}: expected {label}")
-        return value
-
-    def text(self, name: str, *, max_len: int = 200, pattern: re.Pattern[str] = _ONE_LINE) -> str:
-        if name not in self._data:
-            raise ApiError(400, f"{name}: required")
-        value: str = self._get(name, str, "a string")
-        if not value.strip():
-            raise ApiError(400, f"{name}: must not be empty")
-        if len(value) > max_len:
-            raise ApiError(400, f"{name}: longer than {max_len} characters")
-        if not pattern.match(value):
-            raise ApiError(400, f"{name}: invalid characters or format")
-        return value
-
-    def optional_text(self, name: str, **kwargs: Any) -> str | None:
-        """None when absent or null."""
-        return self.text(name, **kwargs) if self._data.get(name) is not None else None
-
-    def components(self, name: str = "components", *, max_items: int = 100) -> tuple[str, ...]:
-        if name not in self._data:
-            raise ApiError(400, f"{name}: required")
-        values: list[Any] = self._get(name, list, "a list of component ids")
-        if not values or len(values) > max_items:
-            raise ApiError(400, f"{name}: expected 1 to {max_items} component ids")
-        for value in values:
-            if not isinstance(value, str) or not _COMPONENT.match(value) or len(value) > 200:
-                raise ApiError(400, f"{name}: {value!r} is not a component id like carriers/dhl")
-        return tuple(dict.fromkeys(values))
-
-    def time(self, name: str) -> float:
-        text = self.text(name, max_len=64)
-        try:
-            return parse_time(text)
-        except TimeFormatError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
-
-    def optional_time(self, name: str) -> float | None:
-        return self.time(name) if self._data.get(name) is not None else None
-
-    def flag(self, name: str) -> bool:
-        return bool(self._get(name, bool, "true or false")) if name in self._data else False
 
 
 # ---------------------------------------------------------------------------- the app
@@ -145,9 +45,7 @@ class _Api:
     control: Control
     metrics: Metrics
     clock: Clock
-    token: str | None
     page: statuspage.PageInfo
-    max_body_bytes: int
 
     # ------------------------------------------------------------------ plumbing
 
@@ -173,34 +71,6 @@ class _Api:
         if request.path.startswith("/api/v2/"):
             response.headers["Access-Control-Allow-Origin"] = "*"
         return response
-
-    def authorize(self, request: web.Request) -> None:
-        if self.token is None:
-            raise ApiError(403, "write API disabled: no API token configured")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise ApiError(401, "authorization: bearer token required", _CHALLENGE)
-        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID)
-
-    async def read_json(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise ApiError(413, f"body: larger than {self.max_body_bytes} bytes")
-        if optional and not request.body_exists:
-            return {}
-        if request.content_type != "application/json":
-            raise ApiError(415, "content-type: expected application/json")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError(413, f"body: larger than {self.max_body_bytes} bytes") from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ApiError(400, "body: not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "body: expected a JSON object")
-        return data
 
     async def read_store(
         self, request: web.Request, incidents: IncidentsWanted, maintenances_after: float | None
@@ -235,12 +105,6 @@ class _Api:
             maintenances = store.list_maintenances(ending_after=maintenances_after)
         return statuspage.Snapshot(page, now, store.list_components(), incidents, maintenances)
 
-    async def check_components(self, components: tuple[str, ...]) -> None:
-        known = {record.id for record in await asyncio.to_thread(self.store.list_components)}
-        unknown = [component for component in components if component not in known]
-        if unknown:
-            raise ApiError(400, f"components: unknown component {unknown[0]!r}")
-
     # ------------------------------------------------------------------ operations
 
     async def metrics_page(self, request: web.Request) -> web.Response:
@@ -254,14 +118,6 @@ class _Api:
         checks = dict(self.control.readiness())
         ready = all(checks.values())
         return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
-
-    async def reload(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        Body(await self.read_json(request, optional=True), ())
-        ok, message = await self.control.reload()
-        if not ok:  # the files on disk are bad input: 422, the old set keeps running
-            return json_response({"error": message}, 422)
-        return json_response({"status": "reloaded", "message": message})
 
     # ------------------------------------------------------------------ public reads
 
@@ -285,100 +141,6 @@ class _Api:
         snapshot = await self.read_store(request, "page", self.clock.now())
         html = render_status_page(snapshot)
         return web.Response(text=html, content_type="text/html", charset="utf-8")
-
-    # ------------------------------------------------------------------ writes
-
-    async def post_deploy(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        fields = ("id", "service", "version", "components", "bad", "at")
-        body = Body(await self.read_json(request), fields)
-        deploy_id = (
-            body.optional_text("id", max_len=128, pattern=_ID) or f"d-{uuid.uuid4().hex[:12]}"
-        )
-        service, version = body.text("service", max_len=100), body.text("version", max_len=100)
-        components, bad, at = body.components(), body.flag("bad"), body.optional_time("at")
-        now = self.clock.now()
-        if at is not None and at > now + _MAX_FUTURE_SECONDS:
-            raise ApiError(400, "at: more than 5 minutes in the future")
-        await self.check_components(components)
-        deploy = Deploy(now if at is None else at, deploy_id, service, version, components, bad)
-        recorded = await _controlled(f"deploy {deploy_id!r}", self.control.record_deploy(deploy))
-        return json_response(deploy_json(recorded), 201)
-
-    async def flag_deploy_bad(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        Body(await self.read_json(request, optional=True), ())
-        deploy_id = _path_id(request)
-        call = self.control.flag_deploy_bad(deploy_id)
-        return json_response(deploy_json(await _controlled(f"deploy {deploy_id!r}", call)))
-
-    async def post_incident_update(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        body = Body(await self.read_json(request), ("status", "body"))
-        status = body.text("status", max_len=20)
-        if status not in MANUAL_STATUSES:
-            raise ApiError(400, "status: expected one of identified, monitoring, resolved")
-        text = body.text("body", max_len=10_000, pattern=_NO_NUL)
-        incident_id = _path_id(request)
-        call = self.control.update_incident(incident_id, IncidentStatus(status), text)
-        update = await _controlled(f"incident {incident_id!r}", call)
-        return json_response(update_json(incident_id, update), 201)
-
-    async def post_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        body = Body(await self.read_json(request), ("start", "end", "components", "title"))
-        start, end = body.time("start"), body.time("end")
-        components, title = body.components(), body.text("title", max_len=200)
-        if end <= start:
-            raise ApiError(400, "end: must be after start")
-        if end <= self.clock.now():
-            raise ApiError(400, "end: already in the past")
-        await self.check_components(components)
-        maintenance = Maintenance(start=start, end=end, components=components, title=title)
-        added = await _controlled("maintenance", self.control.add_maintenance(maintenance))
-        return json_response(maintenance_json(added), 201)
-
-    async def delete_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
-        maintenance_id = _path_id(request)
-        call = self.control.cancel_maintenance(maintenance_id)
-        await _controlled(f"maintenance {maintenance_id!r}", call)
-        return web.Response(status=204)
-
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="detector"'}
-_CHALLENGE_INVALID = {"WWW-Authenticate": 'Bearer realm="detector", error="invalid_token"'}
-_NO_NUL = re.compile(r"^[^\x00]+$", re.DOTALL)
-
-
-async def _controlled(what: str, call: Awaitable[T]) -> T:
-    """Awaits a Control call: NotFound -> 404 and ValueError -> 409, both naming `what`."""
-    try:
-        return await call
-    except NotFound:
-        raise ApiError(404, f"{what}: not found") from None
-    except ValueError as exc:
-        raise ApiError(409, f"{what}: {exc}") from None
-
-
-def _path_id(request: web.Request) -> str:
-    value = request.match_info["id"]
-    if len(value) > 128:
-        raise ApiError(404, "id: not found")
-    return value
-
-
-def deploy_json(deploy: Deploy) -> dict[str, Any]:
-    return {**asdict(deploy), "components": list(deploy.components), "at": format_time(deploy.at)}
-
-
-def update_json(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
-    return {"incident_id": incident_id, **asdict(update), "at": format_time(update.at)}
-
-
-def maintenance_json(maintenance: Maintenance) -> dict[str, Any]:
-    times = {"start": format_time(maintenance.start), "end": format_time(maintenance.end)}
-    return {**asdict(maintenance), **times, "components": list(maintenance.components)}
 
 
 # path, payload, incidents read, maintenances ending after now - seconds (None: not read)
@@ -413,7 +175,8 @@ def make_app(
         url=page_url.rstrip("/"),
         group_names=dict(statuspage.DEFAULT_GROUP_NAMES if group_names is None else group_names),
     )
-    api = _Api(store, control, metrics, clock, token or None, page, max_body_bytes)
+    api = _Api(store, control, metrics, clock, page)
+    writes = WriteApi(store, control, clock, token or None, max_body_bytes)
     app = web.Application(middlewares=[api.errors], client_max_size=max_body_bytes)
     public = [
         web.get(f"/api/v2/{path}", api.public(build, incidents, history))
@@ -426,12 +189,12 @@ def make_app(
             web.get("/readyz", api.readyz),
             web.get("/", api.status_page),
             *public,
-            web.post("/api/v1/deploys", api.post_deploy),
-            web.post("/api/v1/deploys/{id}/bad", api.flag_deploy_bad),
-            web.post("/api/v1/incidents/{id}/updates", api.post_incident_update),
-            web.post("/api/v1/maintenances", api.post_maintenance),
-            web.delete("/api/v1/maintenances/{id}", api.delete_maintenance),
-            web.post("/-/reload", api.reload),
+            web.post("/api/v1/deploys", writes.post_deploy),
+            web.post("/api/v1/deploys/{id}/bad", writes.flag_deploy_bad),
+            web.post("/api/v1/incidents/{id}/updates", writes.post_incident_update),
+            web.post("/api/v1/maintenances", writes.post_maintenance),
+            web.delete("/api/v1/maintenances/{id}", writes.delete_maintenance),
+            web.post("/-/reload", writes.reload),
         ]
     )
     return app
