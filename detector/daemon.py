@@ -41,6 +41,7 @@ from detector.model import (
     IncidentUpdated,
     Maintenance,
     ProbeResult,
+    Rule,
 )
 from detector.rulefile import RuleFileError, load_rules
 from detector.settings import ConfigError, Settings, load_settings
@@ -98,11 +99,12 @@ class Daemon:
         self._eval_lock = asyncio.Lock()
         self._saved_statuses: dict[str, ComponentStatus] = {}
         self._store_ok = False
-        self._rules = load_rules(settings.rule_paths()).rules
+        self._rules: tuple[Rule, ...] = ()  # loaded by startup(): no I/O in the constructor
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self, *, schedule: bool = True, serve: bool = True) -> None:
         settings = self.settings
+        self._rules = (await asyncio.to_thread(load_rules, settings.rule_paths())).rules
         self.store = await asyncio.to_thread(open_store, settings.store)
         await asyncio.to_thread(self.store.sync_components, self._component_records())
         state = await asyncio.to_thread(self.store.load_engine_state)
