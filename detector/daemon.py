@@ -267,7 +267,7 @@ class Daemon:
         return result
 
     async def probe_all(self) -> list[ProbeResult]:
-        """Every configured probe once, concurrently (tests and `make run` warm-up)."""
+        """Every configured probe once, concurrently (tests and benchmarks drive time)."""
         return list(await asyncio.gather(*(self.probe_once(s) for s in self.settings.probe_specs)))
 
     async def evaluate(self) -> list[Decision]:
