@@ -92,7 +92,7 @@ class Texts:
     @staticmethod
     def recovering(explanation: str, resolve_after: float) -> str:
         return (
-            f"Checks pass again ({explanation}). Monitoring; resolves after"
+            f"Checks pass again: {explanation}. Monitoring; resolves after"
             f" {format_duration(resolve_after)} without failure."
         )
 
