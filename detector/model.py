@@ -52,6 +52,9 @@ class NoData(StrEnum):
 
 PROBE_KINDS = ("label_creation", "order_import", "http", "tracking")
 
+# A component id is `group/slug`, in one of the status page's three groups.
+COMPONENT_ID_PATTERN = r"^(sendcloud|carriers|integrations)/[a-z0-9][a-z0-9_.-]*$"
+
 
 # ---------------------------------------------------------------------------------- input
 

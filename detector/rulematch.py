@@ -28,8 +28,8 @@ def compile_match(rule: Rule) -> Matcher:
 
 def component_matches(rule: Rule, component: str) -> bool:
     """Does a rule still watch this component (after a reload narrowed its match)?"""
-    pattern = rule.match.component
-    return pattern is None or fnmatch.fnmatchcase(component, pattern)
+    matcher = glob_matcher(rule.match.component)
+    return matcher is None or matcher(component) is not None
 
 
 def glob_matcher(pattern: str | None) -> Callable[[str], re.Match[str] | None] | None:

@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from detector.timeutil import parse_duration
-from probes.base import Credentials, ProbeSpec
+from detector.model import COMPONENT_ID_PATTERN
+from probes.base import Credentials, Duration, ProbeSpec
 
 
 class ConfigError(ValueError):
     """One line: `file:line: field.path: what is wrong`."""
-
-
-def _seconds(value: object) -> object:
-    return parse_duration(value) if isinstance(value, str) else value
-
-
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -33,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class Component(_Strict):
-    id: str = Field(pattern=r"^(sendcloud|carriers|integrations)/[a-z0-9][a-z0-9_.-]*$")
+    id: str = Field(pattern=COMPONENT_ID_PATTERN)
     name: str = Field(min_length=1)
     description: str = ""
 

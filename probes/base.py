@@ -33,7 +33,7 @@ from pydantic import (
 from structlog.typing import FilteringBoundLogger
 
 from detector.clock import Clock
-from detector.model import ProbeResult
+from detector.model import COMPONENT_ID_PATTERN, ProbeResult
 from detector.timeutil import parse_duration
 
 
@@ -64,7 +64,7 @@ def _to_seconds(value: object) -> object:
 
 Duration = Annotated[float, BeforeValidator(_to_seconds), Field(gt=0)]
 
-_COMPONENT = re.compile(r"^(sendcloud|carriers|integrations)/[a-z0-9][a-z0-9_.-]*$")
+_COMPONENT = re.compile(COMPONENT_ID_PATTERN)
 
 
 class Settings(BaseModel):
