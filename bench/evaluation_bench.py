@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from detector.engine import Engine
-from detector.expr import parse_condition
+from detector.engine.when import parse_condition
 from detector.model import ComponentStatus, Impact, Match, ProbeResult, Rule
 
 T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z

@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.engine.rulefile import load_rules
 from detector.events import iter_events, write_events
 from detector.model import Deploy, Event, Maintenance, ProbeResult, Rule
 from detector.replay import ReplayReport, replay
-from detector.rulefile import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z

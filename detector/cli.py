@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from detector import __version__, commands
+from detector.engine.rulefile import RuleFileError, load_rules
 from detector.events import EventsError, iter_events
 from detector.replay import replay, report_to_dict, report_to_table
-from detector.rulefile import RuleFileError, load_rules
 from detector.ruletest import RuleTestError, TestFile
 from detector.settings import ConfigError
 from detector.store.base import StoreError

@@ -18,9 +18,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from detector.engine.rulefile import load_rules
 from detector.events import write_events
 from detector.logs import configure
-from detector.rulefile import load_rules
 from detector.settings import Settings, load_settings
 from detector.timeutil import format_time, parse_time
 

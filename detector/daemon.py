@@ -25,9 +25,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from structlog.typing import FilteringBoundLogger
 
 from detector import __version__
-from detector.api import make_app
 from detector.clock import Clock, SystemClock
-from detector.engine_state import dump_state, load_state
+from detector.engine.rulefile import RuleFileError, load_rules
+from detector.engine.state import dump_state, load_state
 from detector.metrics import Metrics
 from detector.model import (
     ComponentStatus,
@@ -43,10 +43,10 @@ from detector.model import (
     ProbeResult,
     Rule,
 )
-from detector.rulefile import RuleFileError, load_rules
 from detector.settings import ConfigError, Settings, load_settings
 from detector.store import open_store
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
+from detector.web.app import make_app
 from probes.base import ProbeSpec, run_probe, trace_config
 
 # Settings a reload cannot apply to a running daemon (sockets, store, logging, jobs, token).

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.engine import Engine
+from detector.engine.texts import status_words
 from detector.model import (
     Decision,
     Episode,
@@ -17,7 +18,6 @@ from detector.model import (
     IncidentOpened,
     Rule,
 )
-from detector.texts import status_words
 from detector.timeutil import format_time
 
 

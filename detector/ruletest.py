@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from detector.engine.rulefile import RuleFileError, load_rules
 from detector.events import EventsError, read_events
 from detector.model import Event, Incident, ProbeResult, Rule
 from detector.replay import Replayer
-from detector.rulefile import RuleFileError, load_rules
 from detector.timeutil import TimeFormatError, format_time, parse_duration, parse_time
 
 

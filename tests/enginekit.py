@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from detector.engine import Engine
-from detector.expr import parse_condition
+from detector.engine.when import parse_condition
 from detector.model import (
     ComponentStatus,
     Decision,

@@ -13,7 +13,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.api import make_app
 from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.model import (
@@ -28,6 +27,7 @@ from detector.model import (
 from detector.store.base import ComponentRecord
 from detector.store.sql import SqlStore
 from detector.timeutil import format_time
+from detector.web.app import make_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

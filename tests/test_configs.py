@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from detector.cli import main
+from detector.engine.rulefile import load_rules
 from detector.model import Rule
-from detector.rulefile import load_rules
 from detector.settings import ConfigError, Settings, load_settings
 from detector.timeutil import parse_duration
 

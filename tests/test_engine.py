@@ -294,7 +294,7 @@ def test_components_without_incidents_are_operational() -> None:
 
 
 def test_a_restored_failure_waits_for_a_fresh_result_before_opening() -> None:
-    from detector.engine_state import dump_state, load_state
+    from detector.engine.state import dump_state, load_state
 
     engine = Engine([rule()])
     driver = Driver(engine)

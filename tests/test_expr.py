@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detector.expr import (
+from detector.engine.when import (
     METRICS,
     And,
     Comparison,

@@ -31,8 +31,8 @@ from enginekit import MIN, T0, rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detector.engine.when import parse_condition
 from detector.events import iter_events, write_events
-from detector.expr import parse_condition
 from detector.model import (
     ComponentStatus,
     Decision,

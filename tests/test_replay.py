@@ -11,10 +11,10 @@ import pytest
 from enginekit import MIN, T0
 
 from detector.cli import main
+from detector.engine.rulefile import load_rules
 from detector.events import read_events, write_events
 from detector.model import Maintenance, ProbeResult
 from detector.replay import replay
-from detector.rulefile import load_rules
 from detector.ruletest import series_events
 
 ROOT = Path(__file__).parent.parent

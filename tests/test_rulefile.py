@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.expr import parse_condition
+from detector.engine.rulefile import RuleFileError, RuleSet, load_rule_file, load_rules
+from detector.engine.when import parse_condition
 from detector.model import ComponentStatus, Impact, Match, NoData
-from detector.rulefile import RuleFileError, RuleSet, load_rule_file, load_rules
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from detector import statuspage
 from detector.model import (
     ComponentStatus,
     Incident,
@@ -15,9 +14,10 @@ from detector.model import (
     IncidentUpdate,
     Maintenance,
 )
-from detector.page import render_status_page
-from detector.statuspage import PageInfo, Snapshot
 from detector.store.base import ComponentRecord
+from detector.web import statuspage
+from detector.web.page import render_status_page
+from detector.web.statuspage import PageInfo, Snapshot
 
 NOW = 1_795_860_000.0  # 2026-11-28T10:00:00Z
 OK = ComponentStatus.OPERATIONAL

@@ -17,7 +17,11 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from detector.expr import LATENCY_METRICS
+from detector.engine.rulematch import compile_match, component_matches, rank_rules
+from detector.engine.series import Calendar, Series, SeriesKey
+from detector.engine.texts import Texts
+from detector.engine.when import LATENCY_METRICS
+from detector.engine.window import Entry, Window
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -38,10 +42,6 @@ from detector.model import (
     ProbeResult,
     Rule,
 )
-from detector.rulematch import compile_match, component_matches, rank_rules
-from detector.series import Calendar, Series, SeriesKey
-from detector.texts import Texts
-from detector.window import Entry, Window
 
 _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
 

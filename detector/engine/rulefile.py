@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import yaml
 
-from detector.expr import METRICS, ExprError, parse_condition
+from detector.engine.when import METRICS, ExprError, parse_condition
 from detector.model import PROBE_KINDS, ComponentStatus, Impact, Match, NoData, Rule
 from detector.timeutil import TimeFormatError, parse_duration
 

@@ -6,8 +6,8 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from detector.engine.window import Window
 from detector.model import ComponentStatus, Condition, Deploy, Incident, Maintenance
-from detector.window import Window
 
 SeriesKey = tuple[str, str]  # (rule name, component id)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detector.engine import Engine
+from detector.engine.core import Engine
+from detector.engine.series import Series
 from detector.model import (
     ComponentStatus,
     Deploy,
@@ -20,7 +21,6 @@ from detector.model import (
     Rule,
     incident_fields,
 )
-from detector.series import Series
 
 STATE_VERSION = 1
 

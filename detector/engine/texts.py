@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detector.expr import METRICS
+from detector.engine.series import Series
+from detector.engine.when import METRICS
 from detector.model import ComponentStatus, Deploy, Rule
-from detector.series import Series
 from detector.timeutil import format_duration, format_time
 
 _STATUS_WORDS = {

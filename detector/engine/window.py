@@ -12,7 +12,7 @@ import math
 from collections import deque
 from typing import NamedTuple
 
-from detector.expr import LATENCY_METRICS
+from detector.engine.when import LATENCY_METRICS
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 

@@ -1,7 +1,7 @@
 """`detector db upgrade`: run the Alembic revisions shipped inside the package.
 
 No alembic.ini is needed on disk: the script location is the package resource
-`detector:migrations` and the connection is handed to `env.py` through `Config.attributes`.
+`detector.store:migrations` and the connection is handed to `env.py` through `Config.attributes`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, text
 from detector.store.database import store_errors
 from detector.store.sql import SqlStore
 
-SCRIPT_LOCATION = "detector:migrations"
+SCRIPT_LOCATION = "detector.store:migrations"
 
 # Any constant will do; it keeps two daemons from running the same upgrade at once.
 _POSTGRES_LOCK_KEY = 0x6465746563746F72  # "detector"

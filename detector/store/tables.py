@@ -6,7 +6,7 @@ compare and portable across SQLite and PostgreSQL. Enums are stored as their str
 JSON columns.
 
 The tables live in their own registry and MetaData, with a naming convention so the Alembic
-revisions in `detector/migrations/` name every constraint and index exactly as `create_all`
+revisions in `detector/store/migrations/` name every constraint and index exactly as `create_all`
 does; `tests/test_store.py` checks that the two agree.
 """
 

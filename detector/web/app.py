@@ -3,7 +3,7 @@ bearer-protected write API that on-call engineers and deploy pipelines call.
 
 Reads go straight to the store (in a worker thread); writes go through `Control`, which the
 daemon implements, so the engine sees every deploy, flag and maintenance as it happens; the
-write handlers, `Control`, `ApiError` and the request `Body` reader live in `detector.api_write`
+write handlers, `Control`, `ApiError` and the request `Body` reader live in `detector.web.write`
 and are re-exported here.
 Every error is `{"error": "<field or thing>: <what is wrong>"}` — never a traceback.
 """
@@ -18,17 +18,17 @@ from typing import Any, Literal
 import structlog
 from aiohttp import web
 
-from detector import statuspage
-from detector.api_write import MANUAL_STATUSES as MANUAL_STATUSES
-from detector.api_write import ApiError, Control, WriteApi, json_response
-from detector.api_write import Body as Body
-from detector.api_write import deploy_json as deploy_json
-from detector.api_write import maintenance_json as maintenance_json
-from detector.api_write import update_json as update_json
 from detector.clock import Clock
 from detector.metrics import Metrics
-from detector.page import HISTORY_SECONDS, render_status_page
 from detector.store.base import Store, StoreError
+from detector.web import statuspage
+from detector.web.page import HISTORY_SECONDS, render_status_page
+from detector.web.write import MANUAL_STATUSES as MANUAL_STATUSES
+from detector.web.write import ApiError, Control, WriteApi, json_response
+from detector.web.write import Body as Body
+from detector.web.write import deploy_json as deploy_json
+from detector.web.write import maintenance_json as maintenance_json
+from detector.web.write import update_json as update_json
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from detector.model import ComponentStatus, Incident, IncidentStatus, Maintenance
-from detector.statuspage import (
+from detector.web.statuspage import (
     Snapshot,
     group_name,
     group_records,

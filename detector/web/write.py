@@ -2,7 +2,7 @@
 and flagging deploys, incident updates, maintenances and the config reload.
 
 Writes go through `Control`, which the daemon implements, so the engine sees every deploy,
-flag and maintenance as it happens. `detector.api` mounts these handlers in `make_app`.
+flag and maintenance as it happens. `detector.web.app` mounts these handlers in `make_app`.
 Every error is `{"error": "<field or thing>: <what is wrong>"}` — never a traceback.
 """
 

@@ -5,7 +5,7 @@
 command with a scratch ini instead:
 
     [alembic]
-    script_location = detector:migrations
+    script_location = detector.store:migrations
     file_template = v%%(rev)s_%%(slug)s
     sqlalchemy.url = sqlite:///scratch.db
 
