@@ -52,6 +52,11 @@ class NoData(StrEnum):
 
 PROBE_KINDS = ("label_creation", "order_import", "http", "tracking")
 
+# Why a probe run was not ok: `fail` = the target answered, wrongly (HTTP 503, a missing
+# label); `error` = no usable answer at all (timeout, refused connection, a crash). The probe
+# knows which; nobody downstream guesses it from the error text.
+FailureKind = Literal["fail", "error"]
+
 # A component id is `group/slug`, in one of the status page's three groups.
 COMPONENT_ID_PATTERN = r"^(sendcloud|carriers|integrations)/[a-z0-9][a-z0-9_.-]*$"
 
@@ -72,6 +77,14 @@ class ProbeResult:
     error: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     phases: Mapping[str, float] = field(default_factory=dict)
+    failure_kind: FailureKind = "fail"  # meaningful only when not ok
+    instance: str = ""  # the daemon (vantage point) that produced it
+    suspect: bool = False  # its daemon's self-check canaries were failing
+
+    @property
+    def result(self) -> str:
+        """The `result` label of detector_probe_runs_total: ok, fail or error."""
+        return "ok" if self.ok else self.failure_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +189,8 @@ class IncidentUpdate:
     at: float
     status: IncidentStatus
     component_status: ComponentStatus
-    body: str
+    body: str  # public text: shown on the status page and to subscribers
+    evidence: str = ""  # internal: values, expressions, deploy ids; on-call only
 
 
 @dataclass(slots=True)
@@ -194,6 +208,7 @@ class Incident:
     resolved_at: float | None = None
     updates: list[IncidentUpdate] = field(default_factory=list)
     markets: tuple[str, ...] = ()
+    started_at: float | None = None  # when the failure began (failing_since), not opened_at
 
 
 def incident_fields(incident: Incident) -> dict[str, Any]:
