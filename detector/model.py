@@ -25,6 +25,11 @@ class ComponentStatus(StrEnum):
     def severity(self) -> int:
         return _SEVERITY[self]
 
+    @property
+    def words(self) -> str:
+        """The status as English words ("major outage"): the one table of them."""
+        return self.value.replace("_", " ")
+
 
 # Maintenance ranks below outages: an outage during maintenance still reads as an outage in
 # incident bodies, while the component itself is shown in blue (see Engine.component_status).
@@ -191,6 +196,7 @@ class IncidentUpdate:
     component_status: ComponentStatus
     body: str  # public text: shown on the status page and to subscribers
     evidence: str = ""  # internal: values, expressions, deploy ids; on-call only
+    public: bool = True  # False: recorded for on-call, never shown on the page or JSON
 
 
 @dataclass(slots=True)

@@ -351,7 +351,7 @@ async def test_incident_update(client: Client, store: SqlStore) -> None:
     assert await response.json() == {
         "incident_id": "inc-1", "at": "2026-11-28T10:00:00Z", "status": "identified",
         "component_status": "major_outage", "body": "A certificate expired at the carrier.",
-        "evidence": "",
+        "evidence": "", "public": True,
     }  # fmt: skip
     incident = store.get_incident("inc-1")
     assert incident.status is IncidentStatus.IDENTIFIED
