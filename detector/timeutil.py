@@ -14,6 +14,13 @@ _EXPECTED_DURATION = "expected a number with a unit (ms, s, m, h, d)"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+# The instants detector accepts from outside: 1970-01-01 up to (not including) year 9000.
+# Anything else is a typing error, and near the edges of `datetime` an offset can push a
+# valid-looking string (`9999-12-31T23:59:59-14:00`) past what can ever be formatted again.
+MIN_TIME = 0.0
+MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+
+
 class TimeFormatError(ValueError):
     """A duration or time string that cannot be read."""
 
@@ -50,7 +57,8 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_time(text: str) -> float:
-    """RFC 3339 (`Z` or an offset) -> epoch seconds. A time without an offset is refused."""
+    """RFC 3339 (`Z` or an offset) -> epoch seconds. A time without an offset is refused, and
+    so is one outside years 1970..8999 (see MIN_TIME)."""
     if not isinstance(text, str):
         raise TimeFormatError(f"bad time {text!r}: expected an RFC 3339 string")
     try:
@@ -61,7 +69,15 @@ def parse_time(text: str) -> float:
         ) from None
     if parsed.tzinfo is None:
         raise TimeFormatError(f"bad time {text!r}: RFC 3339 needs 'Z' or an offset")
-    return parsed.timestamp()
+    epoch = parsed.timestamp()
+    if not MIN_TIME <= epoch < MAX_TIME:
+        raise TimeFormatError(f"bad time {text!r}: outside years 1970..8999")
+    return epoch
+
+
+def in_range(epoch: float) -> bool:
+    """Whether `epoch` is an instant detector accepts (False for NaN and infinities too)."""
+    return MIN_TIME <= epoch < MAX_TIME
 
 
 def format_time(epoch: float) -> str:

@@ -17,6 +17,8 @@ DATA = Path(__file__).parent / "data" / "events"
 RULES = str(DATA / "labels.yaml")
 EVENTS = str(DATA / "outage.jsonl")
 
+# Valid RFC 3339 whose offset pushes the instant past what datetime can represent.
+FAR_FUTURE, FAR_PAST = "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"
 GOOD_LINE = '{"type": "deploy_flagged_bad", "at": "2026-11-28T10:00:00Z", "id": "d"}'
 BAD_RULE = """\
 rules:
@@ -86,6 +88,7 @@ def write_inputs(tmp: Path) -> None:
     (tmp / "bad.jsonl").write_text(f"{GOOD_LINE}\n\n{{'type': 'result'}}\n")
     (tmp / "unsorted.jsonl").write_text(f"{GOOD_LINE}\n{GOOD_LINE.replace('10:00', '09:00')}\n")
     (tmp / "bad_test.yaml").write_text("rule_files: []\ntests: []\n")
+    (tmp / "far.jsonl").write_text(GOOD_LINE.replace("2026-11-28T10:00:00Z", FAR_FUTURE) + "\n")
 
 
 def error_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -126,6 +129,18 @@ def error_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "replay: missing --config": (
             [*replay, EVENTS, "--config", missing],
             f"{missing}: ",
+        ),
+        "replay: --until past year 9000": (
+            [*replay, EVENTS, "--until", FAR_FUTURE],
+            f"bad time '{FAR_FUTURE}': outside years 1970..8999",
+        ),
+        "replay: an event past year 9000": (
+            [*replay, str(tmp / "far.jsonl")],
+            f"{tmp / 'far.jsonl'}:1: field 'at': bad time '{FAR_FUTURE}': outside",
+        ),
+        "export: --since before 1970": (
+            ["export", "--store", "sqlite://", "--since", FAR_PAST, "--until", FAR_FUTURE],
+            f"bad time '{FAR_PAST}': outside",
         ),
         "rules test: missing file": (["rules", "test", missing], f"{missing}: cannot read"),
         "rules test: bad test file": (["rules", "test", str(bad_test)], f"{bad_test}: "),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from detector.model import ComponentStatus, Incident, IncidentStatus, Maintenance
+from detector.timeutil import in_range
 from detector.web.statuspage import (
     Snapshot,
     group_name,
@@ -97,6 +98,8 @@ def render_status_page(
 
 
 def _utc(epoch: float) -> str:
+    if not in_range(epoch):  # a bad stored time shows as unknown, not as a 500 for everyone
+        return "<time>unknown time</time>"
     moment = datetime.fromtimestamp(epoch, tz=UTC)
     machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
     return f'<time datetime="{machine}">{moment:%Y-%m-%d %H:%M} UTC</time>'

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from detector.model import ComponentStatus, Incident, IncidentStatus, Maintenance
 from detector.store.base import ComponentRecord
-from detector.timeutil import format_time
+from detector.timeutil import format_time, in_range
 
 Json = dict[str, Any]
 
@@ -92,7 +92,9 @@ def worst(statuses: Sequence[ComponentStatus]) -> ComponentStatus:
 
 
 def _time(epoch: float | None) -> str | None:
-    return None if epoch is None else format_time(epoch)
+    """RFC 3339, or null for an absent time or a stored one no reader could parse: a bad
+    row must never turn every response into a 500."""
+    return None if epoch is None or not in_range(epoch) else format_time(epoch)
 
 
 # ---------------------------------------------------------------------------- components
