@@ -20,7 +20,13 @@ import orjson
 from aiohttp import web
 
 from detector.clock import Clock
-from detector.model import Deploy, IncidentStatus, IncidentUpdate, Maintenance
+from detector.model import (
+    COMPONENT_ID_PATTERN,
+    Deploy,
+    IncidentStatus,
+    IncidentUpdate,
+    Maintenance,
+)
 from detector.store.base import NotFound, Store
 from detector.timeutil import TimeFormatError, format_time, parse_time
 
@@ -28,9 +34,19 @@ T = TypeVar("T")
 
 MANUAL_STATUSES = (IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING, IncidentStatus.RESOLVED)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_COMPONENT = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_COMPONENT = re.compile(COMPONENT_ID_PATTERN)
+_ANY = re.compile(r".*", re.DOTALL)
+# Control characters (C0 but newline, DEL, C1) and the bidirectional embeddings, overrides and
+# isolates: invisible in a browser, they can make public text read differently from what was
+# sent (a reversed "1 2 3" or a hidden line). Newline only where a field may span lines.
+_CONTROL = "\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL_MULTI_LINE = re.compile(f"[{_CONTROL}]")
+_CONTROL_ONE_LINE = re.compile(f"[\n{_CONTROL}]")
+MAX_BODY_CHARS = 5_000
 _MAX_FUTURE_SECONDS = 300.0  # a deploy `at` further ahead than this is a clock or typing error
+_MAX_DEPLOY_AGE_SECONDS = 30 * 86400.0  # a deploy older than a month opens nothing; a typo
+_MAX_MAINTENANCE_SECONDS = 90 * 86400.0
+_MAX_MAINTENANCE_LEAD_SECONDS = 366 * 86400.0
 
 
 class Control(Protocol):
@@ -87,7 +103,14 @@ class Body:
             raise ApiError(400, f"{name}: expected {label}")
         return value
 
-    def text(self, name: str, *, max_len: int = 200, pattern: re.Pattern[str] = _ONE_LINE) -> str:
+    def text(
+        self,
+        name: str,
+        *,
+        max_len: int = 200,
+        pattern: re.Pattern[str] = _ANY,
+        multi_line: bool = False,
+    ) -> str:
         if name not in self._data:
             raise ApiError(400, f"{name}: required")
         value: str = self._get(name, str, "a string")
@@ -95,7 +118,14 @@ class Body:
             raise ApiError(400, f"{name}: must not be empty")
         if len(value) > max_len:
             raise ApiError(400, f"{name}: longer than {max_len} characters")
-        if not pattern.match(value):
+        control = (_CONTROL_MULTI_LINE if multi_line else _CONTROL_ONE_LINE).search(value)
+        if control is not None:
+            raise ApiError(
+                400,
+                f"{name}: control or bidirectional formatting character"
+                f" U+{ord(control.group()):04X} at position {control.start()}",
+            )
+        if not pattern.fullmatch(value):
             raise ApiError(400, f"{name}: invalid characters or format")
         return value
 
@@ -147,7 +177,11 @@ class WriteApi:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise ApiError(401, "authorization: bearer token required", _CHALLENGE)
-        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        try:  # aiohttp hands undecodable header bytes on as lone surrogates
+            presented = given.strip().encode()
+        except UnicodeEncodeError:
+            raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID) from None
+        if not hmac.compare_digest(presented, self.token.encode()):  # constant time
             raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID)
 
     async def read_json(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -199,6 +233,8 @@ class WriteApi:
         now = self.clock.now()
         if at is not None and at > now + _MAX_FUTURE_SECONDS:
             raise ApiError(400, "at: more than 5 minutes in the future")
+        if at is not None and at < now - _MAX_DEPLOY_AGE_SECONDS:
+            raise ApiError(400, "at: more than 30 days in the past")
         await self.check_components(components)
         deploy = Deploy(now if at is None else at, deploy_id, service, version, components, bad)
         recorded = await _controlled(f"deploy {deploy_id!r}", self.control.record_deploy(deploy))
@@ -217,7 +253,7 @@ class WriteApi:
         status = body.text("status", max_len=20)
         if status not in MANUAL_STATUSES:
             raise ApiError(400, "status: expected one of identified, monitoring, resolved")
-        text = body.text("body", max_len=10_000, pattern=_NO_NUL)
+        text = body.text("body", max_len=MAX_BODY_CHARS, multi_line=True)
         incident_id = _path_id(request)
         call = self.control.update_incident(incident_id, IncidentStatus(status), text)
         update = await _controlled(f"incident {incident_id!r}", call)
@@ -228,10 +264,15 @@ class WriteApi:
         body = Body(await self.read_json(request), ("start", "end", "components", "title"))
         start, end = body.time("start"), body.time("end")
         components, title = body.components(), body.text("title", max_len=200)
+        now = self.clock.now()
         if end <= start:
             raise ApiError(400, "end: must be after start")
-        if end <= self.clock.now():
+        if end <= now:
             raise ApiError(400, "end: already in the past")
+        if end - start > _MAX_MAINTENANCE_SECONDS:
+            raise ApiError(400, "end: a maintenance lasts at most 90 days")
+        if start > now + _MAX_MAINTENANCE_LEAD_SECONDS:
+            raise ApiError(400, "start: more than a year ahead")
         await self.check_components(components)
         maintenance = Maintenance(start=start, end=end, components=components, title=title)
         added = await _controlled("maintenance", self.control.add_maintenance(maintenance))
@@ -247,7 +288,6 @@ class WriteApi:
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="detector"'}
 _CHALLENGE_INVALID = {"WWW-Authenticate": 'Bearer realm="detector", error="invalid_token"'}
-_NO_NUL = re.compile(r"^[^\x00]+$", re.DOTALL)
 
 
 async def _controlled(what: str, call: Awaitable[T]) -> T:
@@ -262,7 +302,7 @@ async def _controlled(what: str, call: Awaitable[T]) -> T:
 
 def _path_id(request: web.Request) -> str:
     value = request.match_info["id"]
-    if len(value) > 128:
+    if not _ID.fullmatch(value):  # nothing stored has such an id; and keep it out of messages
         raise ApiError(404, "id: not found")
     return value
 
