@@ -21,6 +21,7 @@ from typing import Any
 from detector.engine.rulefile import load_rules
 from detector.events import write_events
 from detector.logs import configure
+from detector.model import IncidentUpdate
 from detector.settings import Settings, load_settings
 from detector.timeutil import format_time, parse_time
 
@@ -97,7 +98,7 @@ def incidents(args: argparse.Namespace) -> int:
             incident = store.get_incident(args.id)
             print(f"{incident.title}  [{incident.status}]  id {incident.id}")
             for update in incident.updates:
-                print(f"  {format_time(update.at)}  {update.status:<13} {update.body}")
+                _print_update(update)
             return 0
         for incident in store.list_incidents(unresolved_only=args.open, limit=args.limit):
             resolved = format_time(incident.resolved_at) if incident.resolved_at else "-"
@@ -108,6 +109,18 @@ def incidents(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _print_update(update: IncidentUpdate) -> None:
+    """On-call sees everything: the public body, whether it was public, and the evidence."""
+    audience = "" if update.public else "  (on-call only)"
+    body = update.body.replace("\n", "\n" + " " * 40)
+    print(
+        f"  {format_time(update.at)}  {update.status:<13} {update.component_status:<20}"
+        f" {body}{audience}"
+    )
+    if update.evidence:
+        print(f"      evidence: {update.evidence}")
 
 
 def deploy(args: argparse.Namespace) -> int:

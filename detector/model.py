@@ -117,6 +117,7 @@ class Maintenance:
     components: tuple[str, ...]
     title: str = ""
     id: str = ""
+    created_at: float | None = None  # when it was recorded; None when not known
 
     @property
     def at(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -238,9 +239,10 @@ def test_maintenance_status(start: float, end: float, status: str) -> None:
     assert set(shaped) == INCIDENT_KEYS | {"scheduled_for", "scheduled_until"}
     assert shaped["impact"] == "maintenance"
     assert shaped["resolved_at"] == (shaped["scheduled_until"] if status == "completed" else None)
-    assert shaped["incident_updates"][0]["affected_components"][0]["new_status"] == (
-        "under_maintenance"
-    )
+    newest = shaped["incident_updates"][0]
+    assert newest["status"] == status
+    expected = "under_maintenance" if status == "in_progress" else "operational"
+    assert newest["affected_components"][0]["new_status"] == expected
 
 
 # ---------------------------------------------------------------------------- endpoints
@@ -324,3 +326,93 @@ def test_page_escapes_user_text() -> None:
     assert "<img" not in html
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
     assert "<b>Status</b>" not in html
+
+
+# ---------------------------------------------------------------------------- field semantics
+
+
+def test_old_status_is_the_status_before_each_update_hidden_ones_included() -> None:
+    live = incident(impact=MAJOR)
+    live.updates += [
+        IncidentUpdate(NOW - 3000, IncidentStatus.INVESTIGATING, PARTIAL, "", "ratio 0.4", False),
+        IncidentUpdate(NOW - 2400, IncidentStatus.IDENTIFIED, PARTIAL, "Cause found."),
+        IncidentUpdate(NOW - 1800, IncidentStatus.MONITORING, OK, "Fix out."),
+    ]
+    shaped = statuspage.incident_json(live, snapshot(components=COMPONENTS))
+    changes = [
+        (u["id"], u["status"], u["affected_components"][0]["old_status"],
+         u["affected_components"][0]["new_status"])
+        for u in shaped["incident_updates"]
+    ]  # fmt: skip
+    assert changes == [
+        ("inc-1-4", "monitoring", "partial_outage", "operational"),
+        ("inc-1-3", "identified", "partial_outage", "partial_outage"),  # not "operational"
+        ("inc-1-1", "investigating", "operational", "major_outage"),
+    ]
+
+
+def test_a_manual_update_during_an_outage_keeps_the_outage_as_old_status() -> None:
+    live = incident(impact=MAJOR)
+    live.updates.append(IncidentUpdate(NOW - 60, IncidentStatus.IDENTIFIED, MAJOR, "Found it."))
+    newest = statuspage.incident_json(live, snapshot())["incident_updates"][0]
+    assert newest["affected_components"][0]["old_status"] == "major_outage"
+    assert newest["affected_components"][0]["new_status"] == "major_outage"
+
+
+def test_incident_started_at_is_when_the_failure_began() -> None:
+    live = incident(opened_at=NOW - 1800)
+    live.started_at = NOW - 3600
+    shaped = statuspage.incident_json(live, snapshot())
+    assert shaped["started_at"] == "2026-11-28T09:00:00Z"
+    assert shaped["created_at"] == "2026-11-28T09:30:00Z"
+    live.started_at = None  # an incident opened by hand: no failure clock, so it opened then
+    assert statuspage.incident_json(live, snapshot())["started_at"] == "2026-11-28T09:30:00Z"
+
+
+def test_incident_updated_at_ignores_updates_kept_for_on_call() -> None:
+    live = incident(opened_at=NOW - 1800)
+    live.updates.append(IncidentUpdate(NOW - 60, IncidentStatus.INVESTIGATING, PARTIAL, "", "x",
+                                       False))  # fmt: skip
+    assert statuspage.incident_json(live, snapshot())["updated_at"] == "2026-11-28T09:30:00Z"
+
+
+def test_a_maintenance_planned_for_tomorrow_was_created_today_and_has_not_started() -> None:
+    tomorrow = NOW + 86400
+    window = Maintenance(tomorrow, tomorrow + 3600, ("carriers/dhl",), "DHL", "m-1", NOW - 600)
+    shaped = statuspage.maintenance_json(window, snapshot(components=COMPONENTS))
+    assert shaped["status"] == "scheduled"
+    assert (shaped["created_at"], shaped["updated_at"]) == ("2026-11-28T09:50:00Z",) * 2
+    assert shaped["started_at"] is None
+    assert shaped["scheduled_for"] == "2026-11-29T10:00:00Z"
+    [update] = shaped["incident_updates"]
+    assert (update["status"], update["created_at"]) == ("scheduled", "2026-11-28T09:50:00Z")
+    unknown = statuspage.maintenance_json(replace(window, created_at=None), snapshot())
+    assert (unknown["created_at"], unknown["updated_at"], unknown["started_at"]) == (None,) * 3
+
+
+def test_a_completed_maintenance_was_updated_when_it_completed() -> None:
+    # cancelled early: the store moved its end to the cancel time
+    window = Maintenance(NOW - 7200, NOW - 1800, ("carriers/dhl",), "DHL", "m-1", NOW - 86400)
+    shaped = statuspage.maintenance_json(window, snapshot(components=COMPONENTS))
+    assert shaped["status"] == "completed"
+    assert shaped["created_at"] == "2026-11-27T10:00:00Z"
+    assert shaped["started_at"] == "2026-11-28T08:00:00Z"
+    assert shaped["updated_at"] == shaped["resolved_at"] == "2026-11-28T09:30:00Z"
+    stages = [
+        (u["status"], u["created_at"], u["affected_components"][0]["old_status"],
+         u["affected_components"][0]["new_status"])
+        for u in shaped["incident_updates"]
+    ]  # fmt: skip
+    assert stages == [
+        ("completed", "2026-11-28T09:30:00Z", "under_maintenance", "operational"),
+        ("in_progress", "2026-11-28T08:00:00Z", "operational", "under_maintenance"),
+        ("scheduled", "2026-11-27T10:00:00Z", "operational", "operational"),
+    ]
+
+
+def test_an_active_maintenance_was_updated_when_it_started() -> None:
+    window = Maintenance(NOW - 600, NOW + 600, ("carriers/dhl",), "DHL", "m-1", NOW - 86400)
+    shaped = statuspage.maintenance_json(window, snapshot(components=COMPONENTS))
+    assert shaped["status"] == "in_progress"
+    assert shaped["started_at"] == shaped["updated_at"] == "2026-11-28T09:50:00Z"
+    assert shaped["resolved_at"] is None

@@ -23,13 +23,6 @@ from detector.web.statuspage import (
     worst,
 )
 
-STATUS_LABELS = {
-    ComponentStatus.OPERATIONAL: "Operational",
-    ComponentStatus.DEGRADED_PERFORMANCE: "Degraded performance",
-    ComponentStatus.PARTIAL_OUTAGE: "Partial outage",
-    ComponentStatus.MAJOR_OUTAGE: "Major outage",
-    ComponentStatus.UNDER_MAINTENANCE: "Under maintenance",
-}
 STATUS_COLOURS = {
     ComponentStatus.OPERATIONAL: "#2e7d32",
     ComponentStatus.DEGRADED_PERFORMANCE: "#f9a825",
@@ -111,7 +104,7 @@ def _section(anchor: str, heading: str, body: str) -> str:
 
 def _status(status: ComponentStatus) -> str:
     """The label in dark text after a dot in the status colour (legible on white)."""
-    return f'<span class="status status-{status.value}">{escape(STATUS_LABELS[status])}</span>'
+    return f'<span class="status status-{status.value}">{escape(status.words.capitalize())}</span>'
 
 
 def _banner(snapshot: Snapshot) -> str:
@@ -148,7 +141,8 @@ def _components_section(snapshot: Snapshot) -> str:
 
 def _timeline(incident: Incident) -> str:
     items = []
-    for update in sorted(incident.updates, key=lambda u: u.at, reverse=True):
+    public = [update for update in incident.updates if update.public]  # never the evidence
+    for update in sorted(public, key=lambda u: u.at, reverse=True):
         items.append(
             f"<li><strong>{escape(update.status.value.capitalize())}</strong> "
             f"{_utc(update.at)} &middot; {_status(update.component_status)}"

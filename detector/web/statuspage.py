@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from detector.model import ComponentStatus, Incident, IncidentStatus, Maintenance
+from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUpdate, Maintenance
 from detector.store.base import ComponentRecord
 from detector.timeutil import format_time, in_range
 
@@ -171,28 +171,50 @@ def _affected(component: Json, old: ComponentStatus, new: ComponentStatus) -> Js
     }
 
 
-def _incident_updates(incident: Incident, component: Json) -> list[Json]:
-    """Newest first, like Statuspage."""
-    out: list[Json] = []
-    previous = ComponentStatus.OPERATIONAL
+def _update_json(update_id: str, status: str, body: str, incident_id: str, at: float | None,
+                 affected: list[Json]) -> Json:  # fmt: skip
+    return {
+        "id": update_id,
+        "status": status,
+        "body": body,
+        "incident_id": incident_id,
+        "created_at": _time(at),
+        "updated_at": _time(at),
+        "display_at": _time(at),
+        "affected_components": affected,
+        "deliver_notifications": True,
+        "custom_tweet": None,
+        "tweet_id": None,
+    }
+
+
+def public_updates(incident: Incident) -> list[tuple[int, IncidentUpdate, ComponentStatus]]:
+    """(number, update, component status before it), oldest first, public ones only. The
+    number counts every update, so ids stay stable when on-call-only ones sit between; the
+    status before an update is the previous update's, public or not (operational before the
+    first)."""
+    out = []
+    before = ComponentStatus.OPERATIONAL
     for number, update in enumerate(incident.updates, start=1):
-        at = _time(update.at)
-        out.append(
-            {
-                "id": f"{incident.id}-{number}",
-                "status": update.status.value,
-                "body": update.body,
-                "incident_id": incident.id,
-                "created_at": at,
-                "updated_at": at,
-                "display_at": at,
-                "affected_components": [_affected(component, previous, update.component_status)],
-                "deliver_notifications": True,
-                "custom_tweet": None,
-                "tweet_id": None,
-            }
+        if update.public:
+            out.append((number, update, before))
+        before = update.component_status
+    return out
+
+
+def _incident_updates(incident: Incident, component: Json) -> list[Json]:
+    """Newest first, like Statuspage. Body only: evidence never leaves for the public."""
+    out = [
+        _update_json(
+            f"{incident.id}-{number}",
+            update.status.value,
+            update.body,
+            incident.id,
+            update.at,
+            [_affected(component, before, update.component_status)],
         )
-        previous = update.component_status
+        for number, update, before in public_updates(incident)
+    ]
     out.reverse()
     return out
 
@@ -224,20 +246,26 @@ def shortlink(page: PageInfo, anchor: str) -> str:
     return f"{page.url.rstrip('/')}/#{anchor}"
 
 
+def incident_updated_at(incident: Incident) -> float:
+    """The last public change: its newest public update, or its resolution."""
+    times = [update.at for _, update, _ in public_updates(incident)]
+    return max([incident.opened_at, *times, incident.resolved_at or incident.opened_at])
+
+
 def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
     component = _component_for(incident.component, snapshot)
-    updated = max((u.at for u in incident.updates), default=incident.opened_at)
+    started = incident.opened_at if incident.started_at is None else incident.started_at
     return {
         "id": incident.id,
         "name": incident.title,
         "status": incident.status.value,
         "created_at": _time(incident.opened_at),
-        "updated_at": _time(max(updated, incident.resolved_at or updated)),
+        "updated_at": _time(incident_updated_at(incident)),
         "monitoring_at": _time(_monitoring_at(incident)),
         "resolved_at": _time(incident.resolved_at),
         "impact": incident_impact(incident.impact),
         "shortlink": shortlink(snapshot.page, f"incident-{incident.id}"),
-        "started_at": _time(incident.opened_at),
+        "started_at": _time(started),  # when the failure began, not when the incident opened
         "page_id": snapshot.page.id,
         "incident_updates": _incident_updates(incident, component),
         "components": [component],
@@ -259,42 +287,60 @@ def maintenance_status(maintenance: Maintenance, now: float) -> str:
     return "completed"
 
 
+def _maintenance_updates(
+    maintenance: Maintenance, now: float, components: list[Json]
+) -> list[Json]:
+    """One update per stage reached (scheduled, in_progress, completed), newest first."""
+    stages: list[tuple[str, float | None, ComponentStatus, ComponentStatus]] = [
+        ("scheduled", maintenance.created_at, ComponentStatus.OPERATIONAL,
+         ComponentStatus.OPERATIONAL),
+    ]  # fmt: skip
+    if now >= maintenance.start:
+        stages.append(("in_progress", maintenance.start, ComponentStatus.OPERATIONAL,
+                       ComponentStatus.UNDER_MAINTENANCE))  # fmt: skip
+    if now >= maintenance.end:
+        stages.append(("completed", maintenance.end, ComponentStatus.UNDER_MAINTENANCE,
+                       ComponentStatus.OPERATIONAL))  # fmt: skip
+    out = [
+        _update_json(
+            f"{maintenance.id}-{number}",
+            stage,
+            maintenance.title,
+            maintenance.id,
+            at,
+            [_affected(component, old, new) for component in components],
+        )
+        for number, (stage, at, old, new) in enumerate(stages, start=1)
+    ]
+    out.reverse()
+    return out
+
+
 def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
-    status = maintenance_status(maintenance, snapshot.now)
-    start, end = _time(maintenance.start), _time(maintenance.end)
+    """`created_at` is when it was recorded (null when the store does not know), never its
+    start; `started_at` stays null until it starts; `updated_at` is its latest stage."""
+    now = snapshot.now
+    status = maintenance_status(maintenance, now)
     components = [_component_for(c, snapshot) for c in maintenance.components]
-    update = {
-        "id": f"{maintenance.id}-1",
-        "status": status,
-        "body": maintenance.title,
-        "incident_id": maintenance.id,
-        "created_at": start,
-        "updated_at": start,
-        "display_at": start,
-        "affected_components": [
-            _affected(c, ComponentStatus.OPERATIONAL, ComponentStatus.UNDER_MAINTENANCE)
-            for c in components
-        ],
-        "deliver_notifications": True,
-        "custom_tweet": None,
-        "tweet_id": None,
-    }
+    updated = maintenance.created_at
+    if status != "scheduled":
+        updated = maintenance.start if status == "in_progress" else maintenance.end
     return {
         "id": maintenance.id,
         "name": maintenance.title,
         "status": status,
-        "created_at": start,
-        "updated_at": start,
+        "created_at": _time(maintenance.created_at),
+        "updated_at": _time(updated),
         "monitoring_at": None,
-        "resolved_at": end if status == "completed" else None,
+        "resolved_at": _time(maintenance.end) if status == "completed" else None,
         "impact": "maintenance",
         "shortlink": shortlink(snapshot.page, f"maintenance-{maintenance.id}"),
-        "started_at": start,
+        "started_at": _time(maintenance.start) if status != "scheduled" else None,
         "page_id": snapshot.page.id,
-        "incident_updates": [update],
+        "incident_updates": _maintenance_updates(maintenance, now, components),
         "components": components,
-        "scheduled_for": start,
-        "scheduled_until": end,
+        "scheduled_for": _time(maintenance.start),
+        "scheduled_until": _time(maintenance.end),
     }
 
 
@@ -318,7 +364,7 @@ def status_json(snapshot: Snapshot) -> Json:
 def page_json(snapshot: Snapshot) -> Json:
     page = snapshot.page
     times = [record.updated_at for record in snapshot.components]
-    times += [max([i.opened_at, *(u.at for u in i.updates)]) for i in snapshot.incidents]
+    times += [incident_updated_at(i) for i in snapshot.incidents]
     return {
         "id": page.id,
         "name": page.name,

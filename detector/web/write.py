@@ -274,7 +274,7 @@ class WriteApi:
         if start > now + _MAX_MAINTENANCE_LEAD_SECONDS:
             raise ApiError(400, "start: more than a year ahead")
         await self.check_components(components)
-        maintenance = Maintenance(start=start, end=end, components=components, title=title)
+        maintenance = Maintenance(start, end, components, title, created_at=now)
         added = await _controlled("maintenance", self.control.add_maintenance(maintenance))
         return json_response(maintenance_json(added), 201)
 
@@ -317,4 +317,6 @@ def update_json(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
 
 def maintenance_json(maintenance: Maintenance) -> dict[str, Any]:
     times = {"start": format_time(maintenance.start), "end": format_time(maintenance.end)}
+    if maintenance.created_at is not None:
+        times["created_at"] = format_time(maintenance.created_at)
     return {**asdict(maintenance), **times, "components": list(maintenance.components)}
