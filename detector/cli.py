@@ -93,89 +93,88 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--events", required=True, metavar="FILE")
     rep.add_argument("--until", metavar="TIME", help="RFC 3339; evaluate deadlines up to it")
     rep.add_argument("--format", choices=["json", "table"], help="default: table on a terminal")
-    rep.add_argument("--config", metavar="FILE", help="daemon config, for component names")
+    _daemon_options(rep)  # for component names
     rep.set_defaults(handler=_replay)
     _operations(sub)
     return parser
 
 
-def _with_config(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    parser.add_argument("--config", required=required, metavar="FILE", help="daemon config")
+def _daemon_options(
+    parser: argparse.ArgumentParser,
+    *,
+    config_required: bool = False,
+    store: bool = False,
+    api: bool = False,
+) -> argparse.ArgumentParser:
+    """The options that say which daemon to talk to, added the one way everywhere: its config,
+    and either its store (reads) or its API (writes; the token comes from the config's
+    api_token_env/api_token_file or DETECTOR_API_TOKEN, never from a flag)."""
+    parser.add_argument("--config", required=config_required, metavar="FILE", help="daemon config")
+    if store:
+        parser.add_argument("--store", metavar="URL", help="store URL (default: the config's)")
+    if api:
+        parser.add_argument("--url", help="daemon API base URL (default: the config's listen)")
+    return parser
 
 
-def _with_store(parser: argparse.ArgumentParser) -> None:
-    _with_config(parser)
-    parser.add_argument("--store", metavar="URL", help="store URL (default: the config's)")
-
-
-def _with_api(parser: argparse.ArgumentParser) -> None:
-    _with_config(parser)
-    parser.add_argument("--url", help="daemon API base URL (default: the config's listen)")
+def _actions(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    command = sub.add_parser(name, help=help_text)
+    command.set_defaults(handler=getattr(commands, name.replace("-", "_")))
+    return command.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def _operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser("run", help="run the daemon")
-    _with_config(run, required=True)
-    run.set_defaults(handler=commands.run)
-    check = sub.add_parser("check", help="validate config and rules (ExecStartPre)")
-    _with_config(check, required=True)
-    check.set_defaults(handler=commands.check)
+    for name, text in (("run", "run the daemon"),
+                       ("check", "validate config and rules (ExecStartPre)")):  # fmt: skip
+        parser = _daemon_options(sub.add_parser(name, help=text), config_required=True)
+        parser.set_defaults(handler=getattr(commands, name))
 
-    export = sub.add_parser("export", help="write recorded history as an events file")
-    _with_store(export)
+    export = _daemon_options(
+        sub.add_parser("export", help="write recorded history as an events file"), store=True
+    )
     export.add_argument("--since", required=True, metavar="TIME")
     export.add_argument("--until", required=True, metavar="TIME")
     export.add_argument("--out", metavar="FILE", help="default: standard output")
     export.set_defaults(handler=commands.export)
 
-    incidents = sub.add_parser("incidents", help="list, show or update incidents")
-    actions = incidents.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list")
-    _with_store(listing)
+    actions = _actions(sub, "incidents", "list, show or update incidents")
+    listing = _daemon_options(actions.add_parser("list"), store=True)
     listing.add_argument("--open", action="store_true", help="unresolved only")
     listing.add_argument("--limit", type=int, default=50)
-    show = actions.add_parser("show")
-    _with_store(show)
-    show.add_argument("id")
-    update = actions.add_parser("update", help="post an update through the daemon")
-    _with_api(update)
+    _daemon_options(actions.add_parser("show"), store=True).add_argument("id")
+    update = _daemon_options(
+        actions.add_parser("update", help="post an update through the daemon"), api=True
+    )
     update.add_argument("id")
     update.add_argument("--status", required=True, choices=["identified", "monitoring", "resolved"])
     update.add_argument("--body", required=True)
-    incidents.set_defaults(handler=commands.incidents)
 
-    deploy = sub.add_parser("deploy", help="record a deploy or flag one bad")
-    actions = deploy.add_subparsers(dest="action", required=True, metavar="ACTION")
-    record = actions.add_parser("record")
-    _with_api(record)
+    actions = _actions(sub, "deploy", "record a deploy or flag one bad")
+    record = _daemon_options(actions.add_parser("record"), api=True)
     record.add_argument("--id")
     record.add_argument("--service", required=True)
     record.add_argument("--version", required=True)
     record.add_argument("--components", nargs="+", required=True, metavar="ID")
-    bad = actions.add_parser("bad")
-    _with_api(bad)
-    bad.add_argument("id")
-    deploy.set_defaults(handler=commands.deploy)
+    _daemon_options(actions.add_parser("bad"), api=True).add_argument("id")
+    _maintenance_and_more(sub)
 
-    maintenance = sub.add_parser("maintenance", help="add, list or cancel maintenance")
-    actions = maintenance.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add")
-    _with_api(add)
+
+def _maintenance_and_more(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    actions = _actions(sub, "maintenance", "add, list or cancel maintenance")
+    add = _daemon_options(actions.add_parser("add"), api=True)
     add.add_argument("--start", required=True, metavar="TIME")
     add.add_argument("--end", required=True, metavar="TIME")
     add.add_argument("--components", nargs="+", required=True, metavar="ID")
     add.add_argument("--title", required=True)
-    _with_api(actions.add_parser("list"))
-    cancel = actions.add_parser("cancel")
-    _with_api(cancel)
-    cancel.add_argument("id")
-    maintenance.set_defaults(handler=commands.maintenance)
+    _daemon_options(actions.add_parser("list"), api=True)
+    _daemon_options(actions.add_parser("cancel"), api=True).add_argument("id")
 
     db = sub.add_parser("db", help="database schema")
-    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
-    upgrade = db_actions.add_parser("upgrade", help="apply Alembic migrations")
-    _with_store(upgrade)
     db.set_defaults(handler=commands.db_upgrade)
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _daemon_options(db_actions.add_parser("upgrade", help="apply Alembic migrations"), store=True)
 
     sandbox = sub.add_parser("sandbox", help="serve the simulated platform")
     sandbox.add_argument("--host", default="127.0.0.1")

@@ -3,8 +3,8 @@ bearer-protected write API that on-call engineers and deploy pipelines call.
 
 Reads go straight to the store (in a worker thread); writes go through `Control`, which the
 daemon implements, so the engine sees every deploy, flag and maintenance as it happens; the
-write handlers, `Control`, `ApiError` and the request `Body` reader live in `detector.web.write`
-and are re-exported here.
+write handlers, `Control`, `ApiError` and the request `Body` reader live in `detector.web.write`.
+Every response carries security headers (`_security_headers`); HTML also a strict CSP.
 Every error is `{"error": "<field or thing>: <what is wrong>"}` — never a traceback.
 """
 
@@ -23,12 +23,7 @@ from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
 from detector.web import statuspage
 from detector.web.page import HISTORY_SECONDS, render_status_page
-from detector.web.write import MANUAL_STATUSES as MANUAL_STATUSES
 from detector.web.write import ApiError, Control, WriteApi, json_response
-from detector.web.write import Body as Body
-from detector.web.write import deploy_json as deploy_json
-from detector.web.write import maintenance_json as maintenance_json
-from detector.web.write import update_json as update_json
 
 log = structlog.get_logger(__name__)
 

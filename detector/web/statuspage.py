@@ -1,21 +1,17 @@
 """Statuspage v2-compatible JSON, built by pure functions from store records.
 
 Field names and enum values follow Atlassian Statuspage's public API v2, so existing status
-aggregators and dashboards read detector's page without changes. Choices where detector's
-model has no direct equivalent:
-
-* Component ids: a detector id `group/slug` becomes `group.slug` (`public_id`), so it is safe
-  in URLs and HTML anchors; every group becomes a group component whose id is the group name
-  (`carriers`), with `components` listing its children's ids. A group's status is its
-  worst child's.
-* Incident ids and maintenance ids are the store's ids, unchanged (the write API takes them).
-  Incident update ids are `<incident id>-<n>`, n counting updates from 1, oldest first.
-* `created_at` of a component is its `updated_at` (the store keeps no creation time).
-* Incident `impact` maps the worst component status seen: major_outage -> critical,
-  partial_outage -> major, degraded_performance -> minor, anything else -> none.
-* The page `status.indicator` is the worst of the component statuses and of the unresolved
-  incidents' current component statuses; `maintenance` only when nothing is worse.
-* Times are RFC 3339 in UTC (`...Z`); absent times are null.
+aggregators read detector's page unchanged. Where detector's model has no direct equivalent:
+* component `group/slug` -> id `group.slug` (`public_id`); each group is a group component
+  (id = group name, `components` = its children's ids, status = its worst child's);
+* incident and maintenance ids are the store's; update ids are `<id>-<n>`, n counting every
+  update from 1 (those kept for on-call only are counted, never shown);
+* a component's `created_at` is its `updated_at` (the store keeps no creation time);
+* incident `impact` is the worst status seen (major_outage -> critical, partial_outage ->
+  major, degraded_performance -> minor, else none); `started_at` is when the failure began;
+* the page indicator is the worst of component and unresolved-incident statuses,
+  `maintenance` only when nothing is worse; times are RFC 3339 UTC, absent ones null.
+Only public text leaves here: public updates' bodies, never evidence.
 """
 
 from __future__ import annotations
@@ -100,22 +96,33 @@ def _time(epoch: float | None) -> str | None:
 # ---------------------------------------------------------------------------- components
 
 
-def _component(record: ComponentRecord, page: PageInfo) -> Json:
+def _component_fields(
+    cid: str, name: str, status: ComponentStatus, updated: float, position: int, page: PageInfo
+) -> Json:
     return {
-        "id": public_id(record.id),
-        "name": record.name,
-        "status": record.status.value,
-        "created_at": _time(record.updated_at),
-        "updated_at": _time(record.updated_at),
-        "position": record.position,
-        "description": record.description or None,
+        "id": public_id(cid),
+        "name": name,
+        "status": status.value,
+        "created_at": _time(updated),
+        "updated_at": _time(updated),
+        "position": position,
+        "description": None,
         "showcase": False,
         "start_date": None,
-        "group_id": public_id(record.group or group_of(record.id)),
+        "group_id": None,
         "page_id": page.id,
         "group": False,
         "only_show_if_degraded": False,
     }
+
+
+def _component(record: ComponentRecord, page: PageInfo) -> Json:
+    out = _component_fields(
+        record.id, record.name, record.status, record.updated_at, record.position, page
+    )
+    out["description"] = record.description or None
+    out["group_id"] = public_id(record.group or group_of(record.id))
+    return out
 
 
 def group_records(records: Sequence[ComponentRecord]) -> dict[str, list[ComponentRecord]]:
@@ -127,23 +134,13 @@ def group_records(records: Sequence[ComponentRecord]) -> dict[str, list[Componen
 
 
 def _group_component(group: str, members: Sequence[ComponentRecord], page: PageInfo) -> Json:
+    status = worst([member.status for member in members])
     updated = max(member.updated_at for member in members)
-    return {
-        "id": public_id(group),
-        "name": group_name(page, group),
-        "status": worst([member.status for member in members]).value,
-        "created_at": _time(updated),
-        "updated_at": _time(updated),
-        "position": min(member.position for member in members),
-        "description": None,
-        "showcase": False,
-        "start_date": None,
-        "group_id": None,
-        "page_id": page.id,
-        "group": True,
-        "only_show_if_degraded": False,
-        "components": [public_id(member.id) for member in members],
-    }
+    position = min(member.position for member in members)
+    out = _component_fields(group, group_name(page, group), status, updated, position, page)
+    out["group"] = True
+    out["components"] = [public_id(member.id) for member in members]
+    return out
 
 
 def components_list(snapshot: Snapshot) -> list[Json]:
@@ -156,10 +153,6 @@ def components_list(snapshot: Snapshot) -> list[Json]:
 
 
 # ---------------------------------------------------------------------------- incidents
-
-
-def incident_impact(status: ComponentStatus) -> str:
-    return IMPACT_BY_STATUS[status]
 
 
 def _affected(component: Json, old: ComponentStatus, new: ComponentStatus) -> Json:
@@ -205,16 +198,10 @@ def public_updates(incident: Incident) -> list[tuple[int, IncidentUpdate, Compon
 def _incident_updates(incident: Incident, component: Json) -> list[Json]:
     """Newest first, like Statuspage. Body only: evidence never leaves for the public."""
     out = [
-        _update_json(
-            f"{incident.id}-{number}",
-            update.status.value,
-            update.body,
-            incident.id,
-            update.at,
-            [_affected(component, before, update.component_status)],
-        )
+        _update_json(f"{incident.id}-{number}", update.status.value, update.body, incident.id,
+                     update.at, [_affected(component, before, update.component_status)])
         for number, update, before in public_updates(incident)
-    ]
+    ]  # fmt: skip
     out.reverse()
     return out
 
@@ -223,15 +210,8 @@ def _component_for(component_id: str, snapshot: Snapshot) -> Json:
     for record in snapshot.components:
         if record.id == component_id:
             return _component(record, snapshot.page)
-    stand_in = ComponentRecord(
-        id=component_id,
-        name=component_id,
-        group=group_of(component_id),
-        description="",
-        status=ComponentStatus.OPERATIONAL,
-        position=0,
-        updated_at=snapshot.now,
-    )
+    group, operational = group_of(component_id), ComponentStatus.OPERATIONAL
+    stand_in = ComponentRecord(component_id, component_id, group, "", operational, 0, snapshot.now)
     return _component(stand_in, snapshot.page)
 
 
@@ -263,7 +243,7 @@ def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
         "updated_at": _time(incident_updated_at(incident)),
         "monitoring_at": _time(_monitoring_at(incident)),
         "resolved_at": _time(incident.resolved_at),
-        "impact": incident_impact(incident.impact),
+        "impact": IMPACT_BY_STATUS[incident.impact],
         "shortlink": shortlink(snapshot.page, f"incident-{incident.id}"),
         "started_at": _time(started),  # when the failure began, not when the incident opened
         "page_id": snapshot.page.id,
@@ -302,16 +282,10 @@ def _maintenance_updates(
         stages.append(("completed", maintenance.end, ComponentStatus.UNDER_MAINTENANCE,
                        ComponentStatus.OPERATIONAL))  # fmt: skip
     out = [
-        _update_json(
-            f"{maintenance.id}-{number}",
-            stage,
-            maintenance.title,
-            maintenance.id,
-            at,
-            [_affected(component, old, new) for component in components],
-        )
+        _update_json(f"{maintenance.id}-{number}", stage, maintenance.title, maintenance.id, at,
+                     [_affected(component, old, new) for component in components])
         for number, (stage, at, old, new) in enumerate(stages, start=1)
-    ]
+    ]  # fmt: skip
     out.reverse()
     return out
 
