@@ -116,6 +116,7 @@ async def test_maintenance_add_list_cancel(client: Client, store: SqlStore) -> N
     assert response.status == 201
     created = await response.json()
     assert created["end"] == "2026-11-28T13:00:00Z"
+    assert created["created_at"] == "2026-11-28T10:00:00Z"  # when it was recorded
     assert created["title"] == "DHL planned maintenance"
     listed = await (await client.get("/api/v2/scheduled-maintenances.json")).json()
     [window] = listed["scheduled_maintenances"]
