@@ -27,6 +27,8 @@ PUBLIC_READS = [
     "/api/v2/incidents.json",
     "/api/v2/incidents/unresolved.json",
     "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
 ]
 WINDOW = {"start": "2026-11-28T12:00:00Z", "end": "2026-11-28T13:00:00Z",
           "components": ["carriers/dhl"], "title": "DHL work"}  # fmt: skip

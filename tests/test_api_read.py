@@ -66,6 +66,8 @@ V2 = [
     "/api/v2/incidents.json",
     "/api/v2/incidents/unresolved.json",
     "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
 ]
 V2_KEYS = [
     {"page", "components", "incidents", "scheduled_maintenances", "status"},
@@ -73,6 +75,8 @@ V2_KEYS = [
     {"page", "components"},
     {"page", "incidents"},
     {"page", "incidents"},
+    {"page", "scheduled_maintenances"},
+    {"page", "scheduled_maintenances"},
     {"page", "scheduled_maintenances"},
 ]
 
@@ -139,3 +143,17 @@ async def test_status_page_html(client: Client, store: SqlStore) -> None:
     assert "Major outage" in html and "Labels fail." in html
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; DHL down" in html
+
+
+async def test_upcoming_and_active_maintenances(client: Client, store: SqlStore) -> None:
+    store.add_maintenance(Maintenance(NOW - 600, NOW + 600, ("carriers/dhl",), "Now", "m-now"))
+    store.add_maintenance(Maintenance(NOW + 3600, NOW + 7200, ("carriers/ups",), "Later", "m-2"))
+    store.add_maintenance(Maintenance(NOW - 7200, NOW - 3600, ("carriers/ups",), "Done", "m-0"))
+
+    async def ids(path: str) -> list[str]:
+        payload = await (await client.get(f"/api/v2/scheduled-maintenances{path}")).json()
+        return [m["id"] for m in payload["scheduled_maintenances"]]
+
+    assert await ids("/upcoming.json") == ["m-2"]
+    assert await ids("/active.json") == ["m-now"]
+    assert sorted(await ids(".json")) == ["m-0", "m-2", "m-now"]

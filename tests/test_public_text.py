@@ -41,6 +41,8 @@ PUBLIC_PATHS = [
     "/api/v2/incidents.json",
     "/api/v2/incidents/unresolved.json",
     "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
 ]
 
 

@@ -416,3 +416,33 @@ def test_an_active_maintenance_was_updated_when_it_started() -> None:
     assert shaped["status"] == "in_progress"
     assert shaped["started_at"] == shaped["updated_at"] == "2026-11-28T09:50:00Z"
     assert shaped["resolved_at"] is None
+
+
+def test_old_status_counts_the_other_incidents_on_the_component() -> None:
+    """DHL is in major outage from one rule's incident when a second rule's incident opens:
+    the component was not operational before that update, and it stays in major outage."""
+    first = incident("inc-a", opened_at=NOW - 3600, impact=MAJOR)
+    second = incident("inc-b", opened_at=NOW - 600, impact=PARTIAL)
+    shaped = statuspage.incident_json(second, snapshot(incidents=[second, first]))
+    [update] = shaped["incident_updates"]
+    change = update["affected_components"][0]
+    assert (change["old_status"], change["new_status"]) == ("major_outage", "major_outage")
+    alone = statuspage.incident_json(second, snapshot(incidents=[second]))
+    change = alone["incident_updates"][0]["affected_components"][0]
+    assert (change["old_status"], change["new_status"]) == ("operational", "partial_outage")
+
+
+def test_a_window_starting_during_an_outage_names_the_outage_as_old_status() -> None:
+    outage = incident("inc-a", opened_at=NOW - 7200, impact=MAJOR)
+    window = Maintenance(NOW - 3600, NOW - 600, ("carriers/dhl",), "DHL", "m-1", NOW - 86400)
+    shaped = statuspage.maintenance_json(window, snapshot(incidents=[outage]))
+    changes = {
+        u["status"]: (u["affected_components"][0]["old_status"],
+                      u["affected_components"][0]["new_status"])
+        for u in shaped["incident_updates"]
+    }  # fmt: skip
+    assert changes == {
+        "scheduled": ("operational", "operational"),  # recorded a day ago, before the outage
+        "in_progress": ("major_outage", "under_maintenance"),
+        "completed": ("under_maintenance", "major_outage"),  # the outage outlasted the window
+    }

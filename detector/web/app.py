@@ -165,7 +165,10 @@ _PUBLIC: list[tuple[str, Callable[[statuspage.Snapshot], Any], IncidentsWanted, 
     ("components.json", statuspage.components, "none", None),
     ("incidents.json", statuspage.incidents, "recent", None),
     ("incidents/unresolved.json", statuspage.unresolved_incidents, "unresolved", None),
-    ("scheduled-maintenances.json", statuspage.scheduled_maintenances, "none", HISTORY_SECONDS),
+    # incidents too: a component's status before a window starts is its incidents'
+    ("scheduled-maintenances.json", statuspage.scheduled_maintenances, "page", HISTORY_SECONDS),
+    ("scheduled-maintenances/upcoming.json", statuspage.upcoming_maintenances, "page", 0.0),
+    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", 0.0),
 ]
 
 

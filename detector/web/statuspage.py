@@ -1,16 +1,9 @@
 """Statuspage v2-compatible JSON, built by pure functions from store records.
 
 Field names and enum values follow Atlassian Statuspage's public API v2, so existing status
-aggregators read detector's page unchanged. Where detector's model has no direct equivalent:
-* component `group/slug` -> id `group.slug` (`public_id`); each group is a group component
-  (id = group name, `components` = its children's ids, status = its worst child's);
-* incident and maintenance ids are the store's; update ids are `<id>-<n>`, n counting every
-  update from 1 (those kept for on-call only are counted, never shown);
-* a component's `created_at` is its `updated_at` (the store keeps no creation time);
-* incident `impact` is the worst status seen (major_outage -> critical, partial_outage ->
-  major, degraded_performance -> minor, else none); `started_at` is when the failure began;
-* the page indicator is the worst of component and unresolved-incident statuses,
-  `maintenance` only when nothing is worse; times are RFC 3339 UTC, absent ones null.
+aggregators read detector's page unchanged. Where detector's model has no direct equivalent
+(component ids `group.slug`, groups as group components, update ids, impact, old/new status,
+maintenance stages) the choice is documented in docs/api.md, "Compatibility notes".
 Only public text leaves here: public updates' bodies, never evidence.
 """
 
@@ -156,53 +149,53 @@ def components_list(snapshot: Snapshot) -> list[Json]:
 
 
 def _affected(component: Json, old: ComponentStatus, new: ComponentStatus) -> Json:
-    return {
-        "code": component["id"],
-        "name": component["name"],
-        "old_status": old.value,
-        "new_status": new.value,
-    }
+    return {"code": component["id"], "name": component["name"], "old_status": old.value,
+            "new_status": new.value}  # fmt: skip
 
 
 def _update_json(update_id: str, status: str, body: str, incident_id: str, at: float | None,
                  affected: list[Json]) -> Json:  # fmt: skip
-    return {
-        "id": update_id,
-        "status": status,
-        "body": body,
-        "incident_id": incident_id,
-        "created_at": _time(at),
-        "updated_at": _time(at),
-        "display_at": _time(at),
-        "affected_components": affected,
-        "deliver_notifications": True,
-        "custom_tweet": None,
-        "tweet_id": None,
-    }
+    stamp = _time(at)
+    return {"id": update_id, "status": status, "body": body, "incident_id": incident_id,
+            "created_at": stamp, "updated_at": stamp, "display_at": stamp,
+            "affected_components": affected, "deliver_notifications": True, "custom_tweet": None,
+            "tweet_id": None}  # fmt: skip
 
 
-def public_updates(incident: Incident) -> list[tuple[int, IncidentUpdate, ComponentStatus]]:
-    """(number, update, component status before it), oldest first, public ones only. The
-    number counts every update, so ids stay stable when on-call-only ones sit between; the
-    status before an update is the previous update's, public or not (operational before the
-    first)."""
-    out = []
-    before = ComponentStatus.OPERATIONAL
-    for number, update in enumerate(incident.updates, start=1):
-        if update.public:
-            out.append((number, update, before))
-        before = update.component_status
-    return out
+def public_updates(incident: Incident) -> list[tuple[int, IncidentUpdate]]:
+    """(number, update), oldest first, public ones only. The number counts every update, so
+    ids stay stable when on-call-only ones sit between."""
+    return [(n, u) for n, u in enumerate(incident.updates, start=1) if u.public]
 
 
-def _incident_updates(incident: Incident, component: Json) -> list[Json]:
-    """Newest first, like Statuspage. Body only: evidence never leaves for the public."""
-    out = [
-        _update_json(f"{incident.id}-{number}", update.status.value, update.body, incident.id,
-                     update.at, [_affected(component, before, update.component_status)])
-        for number, update, before in public_updates(incident)
-    ]  # fmt: skip
-    out.reverse()
+def component_status_at(
+    snapshot: Snapshot, component: str, at: float, own: Incident | None = None, own_count: int = 0
+) -> ComponentStatus:
+    """The component's status just before `at` as the snapshot's incidents tell it: the worst
+    of each other incident's latest update before `at`, and of `own`'s first `own_count`
+    updates (its timeline, whatever their times). Operational when nothing says otherwise."""
+    statuses = []
+    for other in snapshot.incidents:
+        if other.component != component or (own is not None and other.id == own.id):
+            continue
+        earlier = [u for u in other.updates if u.at < at]
+        if earlier:
+            statuses.append(max(earlier, key=lambda u: u.at).component_status)
+    if own is not None and own_count:
+        statuses.append(own.updates[own_count - 1].component_status)
+    return worst(statuses)
+
+
+def _incident_updates(incident: Incident, component: Json, snapshot: Snapshot) -> list[Json]:
+    """Newest first, like Statuspage. Body only: evidence never leaves for the public. The
+    component's old and new status count every update and every other incident on it."""
+    out, cid = [], incident.component
+    for n, update in reversed(public_updates(incident)):
+        old = component_status_at(snapshot, cid, update.at, incident, n - 1)
+        new = component_status_at(snapshot, cid, update.at, incident, n)
+        affected = [_affected(component, old, new)]
+        out.append(_update_json(f"{incident.id}-{n}", update.status.value, update.body,
+                                incident.id, update.at, affected))  # fmt: skip
     return out
 
 
@@ -228,7 +221,7 @@ def shortlink(page: PageInfo, anchor: str) -> str:
 
 def incident_updated_at(incident: Incident) -> float:
     """The last public change: its newest public update, or its resolution."""
-    times = [update.at for _, update, _ in public_updates(incident)]
+    times = [update.at for _, update in public_updates(incident)]
     return max([incident.opened_at, *times, incident.resolved_at or incident.opened_at])
 
 
@@ -247,7 +240,7 @@ def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
         "shortlink": shortlink(snapshot.page, f"incident-{incident.id}"),
         "started_at": _time(started),  # when the failure began, not when the incident opened
         "page_id": snapshot.page.id,
-        "incident_updates": _incident_updates(incident, component),
+        "incident_updates": _incident_updates(incident, component, snapshot),
         "components": [component],
     }
 
@@ -262,31 +255,29 @@ def unresolved(incidents: Sequence[Incident]) -> list[Incident]:
 def maintenance_status(maintenance: Maintenance, now: float) -> str:
     if now < maintenance.start:
         return "scheduled"
-    if now < maintenance.end:
-        return "in_progress"
-    return "completed"
+    return "in_progress" if now < maintenance.end else "completed"
 
 
-def _maintenance_updates(
-    maintenance: Maintenance, now: float, components: list[Json]
-) -> list[Json]:
-    """One update per stage reached (scheduled, in_progress, completed), newest first."""
-    stages: list[tuple[str, float | None, ComponentStatus, ComponentStatus]] = [
-        ("scheduled", maintenance.created_at, ComponentStatus.OPERATIONAL,
-         ComponentStatus.OPERATIONAL),
-    ]  # fmt: skip
-    if now >= maintenance.start:
-        stages.append(("in_progress", maintenance.start, ComponentStatus.OPERATIONAL,
-                       ComponentStatus.UNDER_MAINTENANCE))  # fmt: skip
-    if now >= maintenance.end:
-        stages.append(("completed", maintenance.end, ComponentStatus.UNDER_MAINTENANCE,
-                       ComponentStatus.OPERATIONAL))  # fmt: skip
-    out = [
-        _update_json(f"{maintenance.id}-{number}", stage, maintenance.title, maintenance.id, at,
-                     [_affected(component, old, new) for component in components])
-        for number, (stage, at, old, new) in enumerate(stages, start=1)
-    ]  # fmt: skip
-    out.reverse()
+def _maintenance_updates(maintenance: Maintenance, snapshot: Snapshot) -> list[Json]:
+    """One update per stage reached (scheduled, in_progress, completed), newest first; each
+    affected component goes from the status it had (its incidents') to the stage's."""
+    blue = ComponentStatus.UNDER_MAINTENANCE
+    ids = maintenance.components
+    created = maintenance.created_at
+    at_creation = [component_status_at(snapshot, c, created or maintenance.start) for c in ids]
+    stages = [("scheduled", created, at_creation, at_creation)]
+    if snapshot.now >= maintenance.start:
+        before = [component_status_at(snapshot, c, maintenance.start) for c in ids]
+        stages.append(("in_progress", maintenance.start, before, [blue] * len(ids)))
+    if snapshot.now >= maintenance.end:
+        after = [component_status_at(snapshot, c, maintenance.end) for c in ids]
+        stages.append(("completed", maintenance.end, [blue] * len(ids), after))
+    components = [_component_for(c, snapshot) for c in ids]
+    out = []
+    for number, (stage, at, old, new) in reversed(list(enumerate(stages, start=1))):
+        affected = [_affected(*change) for change in zip(components, old, new, strict=True)]
+        out.append(_update_json(f"{maintenance.id}-{number}", stage, maintenance.title,
+                                maintenance.id, at, affected))  # fmt: skip
     return out
 
 
@@ -311,7 +302,7 @@ def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
         "shortlink": shortlink(snapshot.page, f"maintenance-{maintenance.id}"),
         "started_at": _time(maintenance.start) if status != "scheduled" else None,
         "page_id": snapshot.page.id,
-        "incident_updates": _maintenance_updates(maintenance, now, components),
+        "incident_updates": _maintenance_updates(maintenance, snapshot),
         "components": components,
         "scheduled_for": _time(maintenance.start),
         "scheduled_until": _time(maintenance.end),
@@ -374,21 +365,36 @@ def components(snapshot: Snapshot) -> Json:
     return {"page": page_json(snapshot), "components": components_list(snapshot)}
 
 
+def _incidents(snapshot: Snapshot, chosen: Sequence[Incident]) -> Json:
+    return {"page": page_json(snapshot), "incidents": [incident_json(i, snapshot) for i in chosen]}
+
+
 def incidents(snapshot: Snapshot, *, limit: int = 50) -> Json:
     """/api/v2/incidents.json: the newest `limit`, resolved or not."""
-    chosen = list(snapshot.incidents)[:limit]
-    return {"page": page_json(snapshot), "incidents": [incident_json(i, snapshot) for i in chosen]}
+    return _incidents(snapshot, list(snapshot.incidents)[:limit])
 
 
 def unresolved_incidents(snapshot: Snapshot) -> Json:
     """/api/v2/incidents/unresolved.json"""
-    chosen = unresolved(snapshot.incidents)
-    return {"page": page_json(snapshot), "incidents": [incident_json(i, snapshot) for i in chosen]}
+    return _incidents(snapshot, unresolved(snapshot.incidents))
+
+
+def _maintenances(snapshot: Snapshot, *states: str) -> Json:
+    chosen = [m for m in snapshot.maintenances if maintenance_status(m, snapshot.now) in states]
+    listed = [maintenance_json(m, snapshot) for m in chosen]
+    return {"page": page_json(snapshot), "scheduled_maintenances": listed}
 
 
 def scheduled_maintenances(snapshot: Snapshot) -> Json:
     """/api/v2/scheduled-maintenances.json: every maintenance in the snapshot."""
-    return {
-        "page": page_json(snapshot),
-        "scheduled_maintenances": [maintenance_json(m, snapshot) for m in snapshot.maintenances],
-    }
+    return _maintenances(snapshot, "scheduled", "in_progress", "completed")
+
+
+def upcoming_maintenances(snapshot: Snapshot) -> Json:
+    """/api/v2/scheduled-maintenances/upcoming.json"""
+    return _maintenances(snapshot, "scheduled")
+
+
+def active_maintenances(snapshot: Snapshot) -> Json:
+    """/api/v2/scheduled-maintenances/active.json"""
+    return _maintenances(snapshot, "in_progress")
