@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,8 +94,11 @@ def write_run_config(config: Mapping[str, Any], path: Path = RUN_CONFIG) -> Path
 
 
 def start_sandbox(port: int, run_id: str) -> subprocess.Popen[bytes]:
+    """The sandbox child, in its own session so that Ctrl-C reaches only the daemon: the
+    sandbox keeps answering while in-flight probes finish, and goes when the demo ends (its
+    stdin pipe closes then, even after a kill -9)."""
     command = [sys.executable, "-m", "detector.demo", "--sandbox", str(port), run_id]
-    return subprocess.Popen(command)
+    return subprocess.Popen(command, stdin=subprocess.PIPE, start_new_session=True)
 
 
 def wait_for_sandbox(
@@ -132,11 +137,17 @@ def serve_sandbox(port: int, run_id: str) -> None:
         return web.Response(text=run_id)
 
     app.router.add_get(IDENTITY_PATH, identity)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     try:
         web.run_app(app, host="127.0.0.1", port=port, print=None)
     except OSError as exc:  # the parent explains; one line here, not a traceback
         print(f"detector: sandbox: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def _exit_with_parent() -> None:
+    sys.stdin.buffer.read()  # EOF: the demo process is gone
+    os.kill(os.getpid(), signal.SIGTERM)  # run_app shuts down cleanly on SIGTERM
 
 
 def check_port_free(port: int, variable: str) -> None:
@@ -177,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"detector: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if sandbox.stdin is not None:
+            sandbox.stdin.close()
         sandbox.terminate()
         sandbox.wait(timeout=10)
 

@@ -35,6 +35,8 @@ def listener() -> Iterator[int]:
 
 
 def stop(child: subprocess.Popen[bytes]) -> None:
+    if child.stdin is not None:
+        child.stdin.close()
     child.terminate()
     child.wait(timeout=10)
 
@@ -94,6 +96,18 @@ def test_own_sandbox_is_recognised_and_serves_the_platform() -> None:
         # A server that answers with another run's id is not ours.
         with pytest.raises(DemoError, match=f"port {port} answers with another sandbox run"):
             demo.wait_for_sandbox(child, port, "run-2", deadline_s=0.5)
+    finally:
+        stop(child)
+
+
+def test_the_sandbox_goes_when_the_demo_process_goes() -> None:
+    port = free_port()
+    child = demo.start_sandbox(port, "run-1")
+    try:
+        demo.wait_for_sandbox(child, port, "run-1")
+        assert child.stdin is not None
+        child.stdin.close()  # what the kernel does when the demo process exits, even on kill -9
+        assert child.wait(timeout=10) is not None
     finally:
         stop(child)
 
