@@ -481,7 +481,7 @@ def reference_run(
 
 
 def report_rows(report: ReplayReport) -> tuple[list[tuple[object, ...]], list[Episode]]:
-    incidents = [
+    incidents: list[tuple[object, ...]] = [
         (i.rule, i.component, i.opened_at, i.resolved_at, i.cause, i.deploy, str(i.impact))
         for i in report.incidents
     ]
