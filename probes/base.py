@@ -2,7 +2,7 @@
 
 Shaped after blackbox_exporter: every kind is one coroutine with one signature,
 `async def probe(spec, *, session, log, clock) -> ProbeResult`, registered by kind in
-`PROBES` (filled in `probes/__init__.py`, with each kind's settings model in `SETTINGS`).
+`PROBES` (filled in `probes/__init__.py`, with each kind's options model in `SETTINGS`).
 A kind reports a failed check by raising `ProbeFailed` (or returning an ok=False result);
 `run_probe` is the one caller that turns anything - its hard timeout, aiohttp errors, bugs -
 into a result and never raises, so one bad target can never take the scheduler down.
@@ -57,18 +57,18 @@ class ProbeFailed(Exception):
     """A check did not pass; the message becomes the result's `error`."""
 
 
-def _to_seconds(value: object) -> object:
+def to_seconds(value: object) -> object:
     # Config files write durations with units ("30s"); code and tests pass plain seconds.
     return parse_duration(value) if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(_to_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(to_seconds), Field(gt=0, le=86400)]  # at most a day
 
 _COMPONENT = re.compile(COMPONENT_ID_PATTERN)
 
 
-class Settings(BaseModel):
-    """Base of every kind's settings: strict, unknown keys are errors."""
+class ProbeOptions(BaseModel):
+    """Base of every kind's options (a probe's `settings:` key): strict, no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -276,19 +276,24 @@ async def run_probe(
     session: aiohttp.ClientSession,
     log: FilteringBoundLogger,
     clock: Clock,
+    instance: str = "",
 ) -> ProbeResult:
-    """Run one probe under its hard timeout. Never raises, except CancelledError."""
+    """Run one probe under its hard timeout. Never raises, except CancelledError.
+
+    The result says why it was not ok: `fail` when the target answered wrongly (ProbeFailed,
+    or a kind's own ok=False result), `error` when there was no usable answer (the hard
+    timeout, a connection or DNS error, a crash in the probe)."""
     phases: dict[str, float] = {}
     token = _PHASES.set(phases)
     deadline = asyncio.timeout(spec.timeout)
     started = time.perf_counter()
-    ok, error = False, None
+    ok, error, kind = False, None, "error"
     try:
         async with deadline:
             outcome = await PROBES[spec.kind](spec, session=session, log=log, clock=clock)
-        ok, error = outcome.ok, outcome.error
+        ok, error, kind = outcome.ok, outcome.error, outcome.failure_kind
     except ProbeFailed as exc:
-        error = str(exc)
+        error, kind = str(exc), "fail"
     except TimeoutError as exc:
         error = f"timeout after {spec.timeout:g}s" if deadline.expired() else describe(exc)
     except (aiohttp.ClientError, OSError) as exc:
@@ -310,6 +315,8 @@ async def run_probe(
         error=error,
         labels=dict(spec.labels),
         phases=phases,
+        failure_kind="fail" if ok or kind == "fail" else "error",
+        instance=instance,
     )
 
 

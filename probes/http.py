@@ -20,8 +20,8 @@ from detector.model import ProbeResult
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     expect_status,
     passed,
@@ -33,7 +33,7 @@ JsonScalar = str | int | float | bool | None
 _MISSING = object()
 
 
-class HttpSettings(Settings):
+class HttpOptions(ProbeOptions):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     path: str = "/api/v2/user"  # or an absolute URL
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
@@ -52,7 +52,7 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, HttpSettings)
+    settings = settings_of(spec, HttpOptions)
     headers = {**settings.headers, **(auth_headers(spec) if settings.send_credentials else {})}
     started = time.perf_counter()
     async with session.request(

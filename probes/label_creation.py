@@ -20,8 +20,8 @@ from detector.model import ProbeResult
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     cleanup,
     describe,
@@ -34,7 +34,7 @@ from probes.base import (
 )
 
 
-class LabelCreationSettings(Settings):
+class LabelCreationOptions(ProbeOptions):
     parcels_path: str = "/api/v2/parcels"
     label_path: str = "/api/v2/labels/{parcel_id}"
     cancel_path: str = "/api/v2/parcels/{parcel_id}/cancel"
@@ -53,7 +53,7 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, LabelCreationSettings)
+    settings = settings_of(spec, LabelCreationOptions)
     headers = auth_headers(spec)
     parcel = await _create_parcel(spec, settings, session, headers)
     parcel_id = parcel["id"]
@@ -69,7 +69,7 @@ async def probe(
     return passed(spec, clock)
 
 
-def _parcel_body(spec: ProbeSpec, settings: LabelCreationSettings) -> dict[str, Any]:
+def _parcel_body(spec: ProbeSpec, settings: LabelCreationOptions) -> dict[str, Any]:
     country = spec.labels.get("market", settings.country).upper()
     order_number = f"detector-{spec.id}-{uuid4().hex[:12]}"
     parcel = {
@@ -88,7 +88,7 @@ def _parcel_body(spec: ProbeSpec, settings: LabelCreationSettings) -> dict[str, 
 
 async def _create_parcel(
     spec: ProbeSpec,
-    settings: LabelCreationSettings,
+    settings: LabelCreationOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> dict[str, Any]:
@@ -104,7 +104,7 @@ async def _create_parcel(
 
 async def _check_label(
     spec: ProbeSpec,
-    settings: LabelCreationSettings,
+    settings: LabelCreationOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
     parcel: dict[str, Any],

@@ -22,8 +22,8 @@ from detector.timeutil import TimeFormatError, format_duration, format_time, par
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     cleanup,
     describe,
@@ -35,7 +35,7 @@ from probes.base import (
 )
 
 
-class OrderImportSettings(Settings):
+class OrderImportOptions(ProbeOptions):
     orders_path: str = "/api/v3/orders"
     order_path: str = "/api/v3/orders/{id}"
     integrations_path: str = "/api/v3/integrations"
@@ -55,7 +55,7 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, OrderImportSettings)
+    settings = settings_of(spec, OrderImportOptions)
     headers = auth_headers(spec)
     integration_id = settings.integration_id
     if integration_id is None or settings.check_freshness:
@@ -78,7 +78,7 @@ async def probe(
 
 async def _integration(
     spec: ProbeSpec,
-    settings: OrderImportSettings,
+    settings: OrderImportOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def _integration(
 
 
 def _check_freshness(
-    integration: dict[str, Any], settings: OrderImportSettings, clock: Clock
+    integration: dict[str, Any], settings: OrderImportOptions, clock: Clock
 ) -> None:
     name = integration.get("system") or integration["id"]
     if integration.get("started_failing_at"):
@@ -116,7 +116,7 @@ def _check_freshness(
 
 
 def _order(
-    spec: ProbeSpec, settings: OrderImportSettings, integration_id: int, clock: Clock
+    spec: ProbeSpec, settings: OrderImportOptions, integration_id: int, clock: Clock
 ) -> dict[str, Any]:
     country = spec.labels.get("market", settings.country).upper()
     order_id = f"detector-{spec.id}-{uuid4().hex[:12]}"
@@ -142,7 +142,7 @@ def _order(
     }
 
 
-def _created_id(answer: Any, settings: OrderImportSettings) -> int:
+def _created_id(answer: Any, settings: OrderImportOptions) -> int:
     data = answer.get("data") if isinstance(answer, dict) else None
     first = data[0] if isinstance(data, list) and data else None
     order_id = first.get("id") if isinstance(first, dict) else None
@@ -153,7 +153,7 @@ def _created_id(answer: Any, settings: OrderImportSettings) -> int:
 
 async def _wait_imported(
     url: str,
-    settings: OrderImportSettings,
+    settings: OrderImportOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> None:

@@ -19,8 +19,8 @@ from detector.timeutil import TimeFormatError, format_duration, parse_time
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     expect_status,
     passed,
@@ -29,7 +29,7 @@ from probes.base import (
 )
 
 
-class TrackingSettings(Settings):
+class TrackingOptions(ProbeOptions):
     path: str = "/tracking/{carrier}"
     carrier: str | None = None  # default: the component's slug; required for sendcloud/…
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")  # default: `market` label
@@ -44,7 +44,7 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, TrackingSettings)
+    settings = settings_of(spec, TrackingOptions)
     carrier = settings.carrier or (spec.slug if spec.component.startswith("carriers/") else None)
     if carrier is None:
         raise ProbeFailed(f"settings.carrier is required for component {spec.component}")
@@ -61,7 +61,7 @@ async def probe(
     return passed(spec, clock)
 
 
-def _check_lag(feed: dict[str, Any], settings: TrackingSettings, clock: Clock) -> None:
+def _check_lag(feed: dict[str, Any], settings: TrackingOptions, clock: Clock) -> None:
     last_update = feed.get("last_update_at")
     if not isinstance(last_update, str):
         raise ProbeFailed("tracking feed has no last_update_at")
@@ -76,7 +76,7 @@ def _check_lag(feed: dict[str, Any], settings: TrackingSettings, clock: Clock) -
         )
 
 
-def _check_statuses(feed: dict[str, Any], settings: TrackingSettings) -> None:
+def _check_statuses(feed: dict[str, Any], settings: TrackingOptions) -> None:
     updates = feed.get("updates")
     if not isinstance(updates, list) or not settings.failure_statuses:
         return

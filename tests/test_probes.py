@@ -22,7 +22,7 @@ from detector.clock import ManualClock, SystemClock
 from detector.model import PROBE_KINDS, ProbeResult
 from detector.sandbox import SANDBOX, make_app
 from probes import PROBES, SETTINGS, Credentials, ProbeSpec, run_probe, trace_config
-from probes.http import HttpSettings
+from probes.http import HttpOptions
 
 USERNAME, PASSWORD = "probe-user-5f2c", "s3cr3t-pass-9a7e"
 CREDENTIALS = Credentials.model_validate({"username": USERNAME, "password": PASSWORD})
@@ -403,19 +403,19 @@ async def test_credentials_never_show(
 
 
 def test_registry_covers_every_kind() -> None:
-    assert set(PROBES) == set(SETTINGS) == set(PROBE_KINDS)
+    assert set(PROBES) == set(SETTINGS) == {*PROBE_KINDS, "canary"}  # canary: self-check only
 
 
 def test_spec_defaults_come_from_the_kind() -> None:
     spec = ProbeSpec(id="p", kind="http", component="sendcloud/api", target="http://x/")
     assert spec.target == "http://x"
-    assert spec.settings == HttpSettings()
+    assert spec.settings == HttpOptions()
     assert (spec.interval, spec.timeout, spec.credentials) == (60.0, 10.0, None)
     spec = ProbeSpec.model_validate(
         {**spec.model_dump(), "interval": "2m", "timeout": "30s", "settings": {"max_latency": "5s"}}
     )
     assert (spec.interval, spec.timeout) == (120.0, 30.0)
-    assert isinstance(spec.settings, HttpSettings)
+    assert isinstance(spec.settings, HttpOptions)
     assert spec.settings.max_latency == 5.0
 
 

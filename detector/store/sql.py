@@ -50,7 +50,7 @@ from detector.model import (
     Maintenance,
     ProbeResult,
 )
-from detector.store import tables
+from detector.store import migrate, tables
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
 from detector.store.database import (
     DEFAULT_URL,
@@ -96,23 +96,26 @@ class SqlStore:
     # --- schema and lifecycle
 
     def create_schema(self) -> None:
-        """SQLite: create missing tables (a new file is stamped at the newest migration).
-        PostgreSQL: check the tables are there; `detector db upgrade` creates them."""
+        """SQLite: create a new file's tables (stamped at the newest migration) or bring an
+        older file up to date. PostgreSQL: check the schema is current; `detector db
+        upgrade` makes it so (several daemons must not race to alter shared tables)."""
         with store_errors("open database", self.url), self.engine.begin() as connection:
             existing = set(inspect(connection).get_table_names())
-            missing = sorted(set(tables.metadata.tables) - existing)
-            if not missing:
+            if self.dialect == "sqlite":
+                if existing & set(tables.metadata.tables):
+                    migrate.upgrade_connection(connection)
+                else:
+                    tables.metadata.create_all(connection)
+                    migrate.stamp_connection(connection)
                 return
-            if self.dialect != "sqlite":
+            missing = sorted(set(tables.metadata.tables) - existing)
+            current, head = migrate.connection_revision(connection), migrate.head_revision()
+            if missing or current != head:
+                lacking = f"lacks tables {', '.join(missing)}" if missing else f"is at {current}"
                 raise StoreError(
-                    f"database {safe_url(self.url)} lacks tables {', '.join(missing)}: "
+                    f"database {safe_url(self.url)} {lacking}, not schema {head}: "
                     "run `detector db upgrade`"
                 )
-            tables.metadata.create_all(connection)
-            if not existing:
-                from detector.store.migrate import stamp_connection
-
-                stamp_connection(connection)
 
     def ping(self) -> bool:
         try:
@@ -233,6 +236,7 @@ class SqlStore:
                 component_status=str(update.component_status),
                 resolved_at=resolved_at,
                 markets=list(incident.markets),
+                started_at=incident.started_at,
             )
         )
         session.exec(statement)
@@ -313,9 +317,9 @@ class SqlStore:
         self, since: float, until: float | None, *, inclusive: bool
     ) -> Iterator[ProbeResult]:
         c = tables.probe_results.c
-        query = core_select(
-            c.at, c.probe, c.kind, c.component, c.ok, c.latency_s, c.error, c.labels, c.phases
-        ).where(c.at >= since if inclusive else c.at > since)
+        query = core_select(*(c[name] for name in tables.RESULT_COLUMNS)).where(
+            c.at >= since if inclusive else c.at > since
+        )
         if until is not None:
             query = query.where(c.at < until)
         query = query.order_by(c.at, c.id).execution_options(yield_per=_EXPORT_BATCH)
