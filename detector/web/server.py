@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, InvalidHeader, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -56,18 +57,30 @@ class _GuardedHandler(RequestHandler):
             self.logger.debug("http_bad_request: %s", _first_line(message or str(exc or "")))
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send the error")
-        phrase = (
-            HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else ""
-        )
-        text = "internal error" if status >= 500 else _first_line(message or "") or phrase
         response = web.Response(
-            body=orjson.dumps({"error": f"bad request: {text}" if status == 400 else text}),
+            body=orjson.dumps({"error": _describe(status, exc)}),
             status=status,
             content_type="application/json",
             headers={"Server": SERVER_NAME},
         )
         response.force_close()
         return response
+
+
+def _describe(status: int, exc: BaseException | None) -> str:
+    # Fixed words, never the client's bytes echoed back.
+    if status >= 500:
+        return "internal error"
+    if isinstance(exc, LineTooLong):
+        return "bad request: request line or header field too long"
+    if isinstance(exc, BadStatusLine | BadHttpMethod):
+        return "bad request: malformed request line"
+    if isinstance(exc, InvalidHeader):
+        return "bad request: malformed header"
+    try:
+        return f"bad request: {HTTPStatus(status).phrase.lower()}"
+    except ValueError:
+        return "bad request"
 
 
 def _first_line(text: str) -> str:
