@@ -1,10 +1,9 @@
 """The daemon shell: lifecycle, scheduling and signals (uvicorn's Config/Server split).
 
-`Daemon(settings)` holds plain values; `startup()` opens the store, restores the engine,
-starts the HTTP session, the API and the scheduler; `run()` waits for a signal; `shutdown()`
-gives in-flight probes a grace period, cancels the rest, and writes what is buffered.
-What happens to results is the pipeline's business (`detector.pipeline`); what operators ask
-of a running daemon is `detector.control`'s.
+`startup()` opens the store, restores the engine, starts the HTTP session, the API and the
+scheduler; `run()` waits for a signal; `shutdown()` gives in-flight probes a grace period,
+cancels the rest and writes what is buffered. Results go through `detector.pipeline`;
+operators' requests through `detector.control`.
 """
 
 from __future__ import annotations
@@ -33,12 +32,12 @@ from detector.engine import Engine
 from detector.engine.rulefile import load_rules
 from detector.engine.state import load_state
 from detector.metrics import Metrics
-from detector.model import ComponentStatus, Decision, ProbeResult, Rule
+from detector.model import Decision, ProbeResult, Rule
 from detector.pipeline import Pipeline
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
 from detector.store import open_store
-from detector.store.base import ComponentRecord, Store, StoreError
+from detector.store.base import Store, StoreError
 from detector.web.app import make_app
 from detector.web.server import Limits, start_server
 from probes.base import ProbeSpec, run_probe, trace_config
@@ -108,7 +107,9 @@ class Daemon:
         settings = self.settings
         self._rules = (await asyncio.to_thread(load_rules, settings.rule_paths())).rules
         store = self.store = await asyncio.to_thread(open_store, settings.store)
-        await asyncio.to_thread(store.sync_components, self._component_records())
+        await asyncio.to_thread(
+            store.sync_components, self.settings.component_records(self.clock.now())
+        )
         state = await asyncio.to_thread(store.load_engine_state)
         horizon = max((rule.window for rule in self._rules), default=0.0)
         recent = await asyncio.to_thread(store.results_since, self.clock.now() - horizon)
@@ -170,7 +171,7 @@ class Daemon:
             self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def shutdown(self) -> None:
-        running = self.scheduler is not None and self.scheduler.running
+        running = self.scheduling()
         if self.scheduler is not None and running:
             self.scheduler.pause()  # no new runs; the executor would cancel in-flight ones
         await self.clock_watch.stop()
@@ -267,12 +268,12 @@ class Daemon:
     def _clock_stepped(self, seconds: float) -> None:
         # APScheduler 3 keeps next run times in wall time: after a step back every job would
         # wait out the step. Rebuild the schedule from the wall clock as it reads now.
-        if self.scheduler is not None and self.scheduler.running:
+        if self.scheduling():
             self._schedule_all()
             self._arm_deadline()
 
     def scheduling(self) -> bool:
-        return self.scheduler is not None and self.scheduler.running
+        return bool(self.scheduler and self.scheduler.running)
 
     # ------------------------------------------------------------------ jobs
     async def _probe_job(self, spec: ProbeSpec) -> None:
@@ -323,8 +324,7 @@ class Daemon:
         return result
 
     async def probe_all(self) -> list[ProbeResult]:
-        """Every canary, then every probe once, concurrently (tests and benchmarks drive
-        time)."""
+        """Canaries, then every probe once, concurrently (tests and benchmarks drive time)."""
         canaries = self.settings.canary_specs
         await asyncio.gather(*(self.canary_once(spec) for spec in canaries))
         return list(await asyncio.gather(*(self.probe_once(s) for s in self.settings.probe_specs)))
@@ -372,16 +372,9 @@ class Daemon:
             self._schedule_probes(settings.canary_specs, now, canary=True)
         self.metrics.retain_probes([s.id for s in settings.probe_specs])
         with contextlib.suppress(StoreError):
-            await asyncio.to_thread(self._store().sync_components, self._component_records())
-
-    def _component_records(self) -> list[ComponentRecord]:
-        now = self.clock.now()
-        return [
-            ComponentRecord(
-                c.id, c.name, c.group, c.description, ComponentStatus.OPERATIONAL, i, now
+            await asyncio.to_thread(
+                self._store().sync_components, self.settings.component_records(self.clock.now())
             )
-            for i, c in enumerate(self.settings.components)
-        ]
 
     # ------------------------------------------------------------------ access
     @property

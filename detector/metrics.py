@@ -109,7 +109,13 @@ class Metrics:
 
     def __init__(self, version: str = "unknown") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        self._add_probe_metrics(self.registry)
+        self._add_engine_metrics(self.registry)
+        self._add_daemon_metrics(self.registry, version)
+        # (probe, kind, component, result) -> (runs child, duration child, success child)
+        self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
+
+    def _add_probe_metrics(self, registry: CollectorRegistry) -> None:
         self._probe_runs = Counter(
             "detector_probe_runs",
             "Probe runs by outcome: ok, fail (target answered wrong), error (could not run).",
@@ -129,6 +135,8 @@ class Metrics:
             ("probe",),
             registry=registry,
         )
+
+    def _add_engine_metrics(self, registry: CollectorRegistry) -> None:
         self._snapshots = _SnapshotGauges()
         registry.register(self._snapshots)
         self._opened = Counter(
@@ -154,6 +162,8 @@ class Metrics:
             "Series (rule, component) whose evaluation raised, plus whole passes that did.",
             registry=registry,
         )
+
+    def _add_daemon_metrics(self, registry: CollectorRegistry, version: str) -> None:
         self._reload_ok = Gauge(
             "detector_config_last_reload_successful",
             "1 if the last configuration or rules reload succeeded, else 0.",
@@ -182,8 +192,6 @@ class Metrics:
             "detector_build_info", "Build information; always 1.", ("version",), registry=registry
         )
         build.labels(version).set(1)
-        # (probe, kind, component, result) -> (runs child, duration child, success child)
-        self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
 
     # ------------------------------------------------------------------ probes (hot path)
 

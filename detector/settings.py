@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS
+from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
+from detector.store.base import ComponentRecord
 from probes.base import Credentials, Duration, ProbeSpec, to_seconds
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
@@ -175,6 +176,14 @@ class Settings(_Strict):
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    def component_records(self, now: float) -> list[ComponentRecord]:
+        """The configured components for the store, in config order (statuses kept there)."""
+        operational = ComponentStatus.OPERATIONAL
+        return [
+            ComponentRecord(c.id, c.name, c.group, c.description, operational, position, now)
+            for position, c in enumerate(self.components)
+        ]
 
     def component_names(self) -> dict[str, str]:
         return {c.id: c.name for c in self.components}

@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from detector.clock import Clock
 from detector.model import ProbeResult
+from probes.addresses import recipient_address
 from probes.base import (
     Duration,
     ProbeFailed,
@@ -29,7 +30,6 @@ from probes.base import (
     http_error,
     passed,
     read_json,
-    recipient_address,
     settings_of,
 )
 

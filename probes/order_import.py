@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import Clock
 from detector.model import ProbeResult
 from detector.timeutil import TimeFormatError, format_duration, format_time, parse_time
+from probes.addresses import recipient_address
 from probes.base import (
     Duration,
     ProbeFailed,
@@ -30,7 +31,6 @@ from probes.base import (
     expect_status,
     passed,
     read_json,
-    recipient_address,
     settings_of,
 )
 

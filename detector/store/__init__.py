@@ -8,18 +8,16 @@ creates it).
 from __future__ import annotations
 
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
-from detector.store.database import DEFAULT_URL, safe_url
+from detector.store.database import DEFAULT_URL
 from detector.store.sql import SqlStore
 
 __all__ = [
-    "DEFAULT_URL",
     "ComponentRecord",
     "NotFound",
     "SqlStore",
     "Store",
     "StoreError",
     "open_store",
-    "safe_url",
 ]
 
 

@@ -48,9 +48,6 @@ class Store(Protocol):
         """Create tables if missing (SQLite); PostgreSQL uses `detector db upgrade`, and
         here only checks the tables are there (StoreError naming the command if not)."""
 
-    def ping(self) -> bool:
-        """True when the database answers; for /readyz."""
-
     def close(self) -> None: ...
 
     # --- components (from config; status from the engine)
