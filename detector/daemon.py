@@ -27,7 +27,7 @@ from structlog.typing import FilteringBoundLogger
 from detector import __version__
 from detector.clock import Clock, SystemClock
 from detector.clockwatch import ClockWatch, Monotonic
-from detector.control import Control
+from detector.control import RESTART_ONLY, Control
 from detector.engine import Engine
 from detector.engine.rulefile import load_rules
 from detector.engine.state import load_state
@@ -357,12 +357,14 @@ class Daemon:
     async def apply(self, settings: Settings, rules: Sequence[Rule]) -> None:
         """New config and rules, as `Control.reload` validated them."""
         pipeline = self._pipeline()
+        # What only a restart applies stays as it runs (and reload keeps saying so).
+        settings = settings.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY})
         self.settings, self._rules = settings, tuple(rules)
         pipeline.engine.set_rules(self._rules)
         pipeline.engine.texts.component_names = settings.component_names()
         pipeline.components = tuple(c.id for c in settings.components)
         pipeline.retention = settings.retention
-        self.self_check.canaries = tuple(c.id for c in settings.canary_specs)
+        self.self_check.set_canaries([c.id for c in settings.canary_specs])
         if self.scheduler is not None and self.scheduler.running:
             for job in self.scheduler.get_jobs():
                 if job.id.startswith(("probe:", "canary:")):

@@ -31,6 +31,15 @@ class SelfCheck:
     def observe(self, result: ProbeResult) -> None:
         """A canary's result; logs loudly when the verdict turns either way."""
         self.latest[result.probe] = result
+        self._judge()
+
+    def set_canaries(self, canaries: Sequence[str]) -> None:
+        """After a reload: judge by the canaries configured now (none: never suspect)."""
+        self.canaries = tuple(canaries)
+        self.latest = {c: r for c, r in self.latest.items() if c in self.canaries}
+        self._judge()
+
+    def _judge(self) -> None:
         failing = self.failing()
         suspect = len(failing) * 2 > len(self.canaries)
         if suspect == self.suspect:

@@ -3,9 +3,12 @@ in /readyz; a wall-clock step is noticed and the schedule rebuilt; stdlib logger
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -242,3 +245,20 @@ async def test_the_largest_values_check_allows_still_run(
         assert daemon.settings.probe_specs[0].interval == 86400
     finally:
         await daemon.shutdown()
+
+
+async def test_sighup_reloads_in_a_task_the_daemon_owns_and_awaits(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    out = io.StringIO()
+    daemon = make_daemon(tmp_path, sandbox, clock, out)
+    running = asyncio.create_task(daemon.run())
+    while daemon.control is None or not daemon.scheduling():
+        await asyncio.sleep(0.01)  # startup: the store, the API, the scheduler
+    os.kill(os.getpid(), signal.SIGHUP)
+    os.kill(os.getpid(), signal.SIGTERM)  # at once: shutdown must wait for the reload
+    await asyncio.wait_for(running, 30)
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert events.index("reloaded") < events.index("daemon_stopped")
+    assert "task_failed" not in events
+    assert not daemon._tasks  # nothing left behind

@@ -142,3 +142,24 @@ async def test_no_canaries_means_never_suspect(
         assert daemon.metrics.get("detector_self_check_ok") == 1
     finally:
         await daemon.shutdown()
+
+
+def test_a_reload_that_removes_the_failing_canaries_clears_the_verdict() -> None:
+    from detector.metrics import Metrics
+    from detector.model import ProbeResult
+    from detector.selfcheck import SelfCheck
+
+    out = io.StringIO()
+    metrics = Metrics()
+    check = SelfCheck(["a", "b", "c"], metrics=metrics, log=json_log(out))
+    for canary in ("a", "b"):
+        check.observe(ProbeResult(T0, canary, "canary", "sendcloud/self-check", False, error="x"))
+    assert check.suspect and metrics.get("detector_self_check_ok") == 0
+    check.set_canaries(["c"])  # a reload replaced the broken ones
+    assert not check.suspect and metrics.get("detector_self_check_ok") == 1
+    check.set_canaries([])
+    assert not check.suspect
+    assert [e["event"] for e in map(json.loads, out.getvalue().splitlines())] == [
+        "self_check_failed",
+        "self_check_recovered",
+    ]
