@@ -11,8 +11,8 @@ from __future__ import annotations
 from detector.model import PROBE_KINDS
 from probes import canary, http, label_creation, order_import, tracking
 from probes.base import (
+    OPTIONS,
     PROBES,
-    SETTINGS,
     Credentials,
     ProbeFailed,
     ProbeFunc,
@@ -30,7 +30,7 @@ PROBES.update(
         canary.KIND: canary.probe,
     }
 )
-SETTINGS.update(
+OPTIONS.update(
     {
         "label_creation": label_creation.LabelCreationOptions,
         "order_import": order_import.OrderImportOptions,
@@ -39,11 +39,11 @@ SETTINGS.update(
         canary.KIND: canary.CanaryOptions,
     }
 )
-assert set(PROBES) == set(SETTINGS) == {*PROBE_KINDS, canary.KIND}, "probe registry out of date"
+assert set(PROBES) == set(OPTIONS) == {*PROBE_KINDS, canary.KIND}, "probe registry out of date"
 
 __all__ = [
+    "OPTIONS",
     "PROBES",
-    "SETTINGS",
     "Credentials",
     "ProbeFailed",
     "ProbeFunc",

@@ -2,7 +2,7 @@
 
 Shaped after blackbox_exporter: every kind is one coroutine with one signature,
 `async def probe(spec, *, session, log, clock) -> ProbeResult`, registered by kind in
-`PROBES` (filled in `probes/__init__.py`, with each kind's options model in `SETTINGS`).
+`PROBES` (filled in `probes/__init__.py`, with each kind's options model in `OPTIONS`).
 A kind reports a failed check by raising `ProbeFailed` (or returning an ok=False result);
 `run_probe` is the one caller that turns anything - its hard timeout, aiohttp errors, bugs -
 into a result and never raises, so one bad target can never take the scheduler down.
@@ -50,7 +50,7 @@ class ProbeFunc(Protocol):
 
 # Filled by probes/__init__.py, the one place that lists the kinds.
 PROBES: dict[str, ProbeFunc] = {}
-SETTINGS: dict[str, type[BaseModel]] = {}
+OPTIONS: dict[str, type[BaseModel]] = {}
 
 
 class ProbeFailed(Exception):
@@ -110,7 +110,8 @@ class Credentials(BaseModel):
 
 
 class ProbeSpec(BaseModel):
-    """One configured probe. `settings` is parsed into the kind's model from SETTINGS."""
+    """One configured probe. `settings` (the probe's YAML key) is parsed into the kind's
+    ProbeOptions model from OPTIONS."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,8 +128,8 @@ class ProbeSpec(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        if kind not in SETTINGS:
-            raise ValueError(f"unknown probe kind {kind!r}; known: {', '.join(sorted(SETTINGS))}")
+        if kind not in OPTIONS:
+            raise ValueError(f"unknown probe kind {kind!r}; known: {', '.join(sorted(OPTIONS))}")
         return kind
 
     @field_validator("component")
@@ -152,7 +153,7 @@ class ProbeSpec(BaseModel):
     @field_validator("settings", mode="before")
     @classmethod
     def _kind_settings(cls, settings: Any, info: ValidationInfo) -> Any:
-        model = SETTINGS.get(info.data.get("kind", ""))
+        model = OPTIONS.get(info.data.get("kind", ""))
         if model is None:  # the kind itself was rejected; that error says it all
             return settings
         if isinstance(settings, model):
@@ -180,10 +181,10 @@ class ProbeSpec(BaseModel):
 _S = TypeVar("_S", bound=BaseModel)
 
 
-def settings_of(spec: ProbeSpec, model: type[_S]) -> _S:
-    """The spec's settings, typed; a spec built for another kind is a bug, not a failure."""
+def options_of(spec: ProbeSpec, model: type[_S]) -> _S:
+    """The spec's options, typed; a spec built for another kind is a bug, not a failure."""
     if not isinstance(spec.settings, model):
-        raise TypeError(f"probe {spec.id}: settings are not {model.__name__}")
+        raise TypeError(f"probe {spec.id}: options are not {model.__name__}")
     return spec.settings
 
 

@@ -17,7 +17,7 @@ from yarl import URL
 
 from detector.clock import Clock
 from detector.model import ProbeResult
-from probes.base import ProbeFailed, ProbeOptions, ProbeSpec, passed, settings_of
+from probes.base import ProbeFailed, ProbeOptions, ProbeSpec, options_of, passed
 
 KIND = "canary"
 COMPONENT = "sendcloud/self-check"  # a ProbeSpec needs one; no rule or page shows it
@@ -34,7 +34,7 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    options = settings_of(spec, CanaryOptions)
+    options = options_of(spec, CanaryOptions)
     if options.check == "dns":
         host = URL(spec.target).host or ""
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import ManualClock, SystemClock
 from detector.model import PROBE_KINDS, ProbeResult
 from detector.sandbox import SANDBOX, make_app
-from probes import PROBES, SETTINGS, Credentials, ProbeSpec, run_probe, trace_config
+from probes import OPTIONS, PROBES, Credentials, ProbeSpec, run_probe, trace_config
 from probes.http import HttpOptions
 
 USERNAME, PASSWORD = "probe-user-5f2c", "s3cr3t-pass-9a7e"
@@ -463,7 +463,7 @@ async def test_credentials_never_show(
 
 
 def test_registry_covers_every_kind() -> None:
-    assert set(PROBES) == set(SETTINGS) == {*PROBE_KINDS, "canary"}  # canary: self-check only
+    assert set(PROBES) == set(OPTIONS) == {*PROBE_KINDS, "canary"}  # canary: self-check only
 
 
 def test_spec_defaults_come_from_the_kind() -> None:
