@@ -42,7 +42,9 @@ class ConfigError(ValueError):
         super().__init__(redact_userinfo(message))
 
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]*@")
+# Up to the last `@` of the URL: a password may itself hold `@` or `/` (hiding too much is
+# the safe side).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
 
 
 def redact_userinfo(text: str) -> str:
@@ -115,6 +117,15 @@ class SelfCheck(_Strict):
     interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 30.0
     timeout: Annotated[float, _SECONDS, Field(ge=0.1, le=5 * MINUTE)] = 5.0
     canaries: list[Canary] = Field(default_factory=list, max_length=50)
+
+    @field_validator("canaries")
+    @classmethod
+    def _unique(cls, canaries: list[Canary]) -> list[Canary]:
+        ids = [c.id for c in canaries]
+        duplicate = next((i for i in ids if ids.count(i) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"duplicate canary id {duplicate!r}")
+        return canaries
 
 
 class Settings(_Strict):

@@ -103,6 +103,11 @@ BAD = {
         "cfg.yaml:11: self_check.canaries[0].target: bad target: put credentials in `credentials`,"
         " not in the URL",
     ),
+    "duplicate canary": (
+        GOOD + "self_check:\n  canaries:\n    - {id: c, target: 'https://a.example/'}\n"
+        "    - {id: c, target: 'https://b.example/'}\n",
+        "cfg.yaml:10: self_check.canaries: duplicate canary id 'c'",
+    ),
     "canary kind under probes": (
         GOOD.replace("kind: label_creation", "kind: canary"),
         "cfg.yaml:8: probes[0].kind: unknown probe kind 'canary';"
@@ -204,3 +209,18 @@ def test_instance_defaults_to_the_host_name_and_canaries_become_specs(tmp_path: 
     ]
     path.write_text(GOOD + "instance: ams-1\n")
     assert load_settings(path).instance == "ams-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("bad target 'ftp://admin:SECRET@host/x'", "bad target 'ftp://***@host/x'"),
+        (
+            "'ftp://admin:SE@CR/ET@host/' and 'http://u:SECRET@h'",
+            "'ftp://***@host/' and 'http://***@h'",
+        ),
+        ("no URL here: user@example.com", "no URL here: user@example.com"),
+    ],
+)
+def test_config_errors_hide_userinfo(text: str, shown: str) -> None:
+    assert str(ConfigError(text)) == shown
