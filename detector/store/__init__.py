@@ -1,8 +1,8 @@
 """The store: where decisions, results and history land, and what the status page reads.
 
 `open_store(url)` is the one way in for the daemon and the CLI: it returns a SqlStore with
-its schema ready (created on SQLite, checked on PostgreSQL, where `detector db upgrade`
-creates it).
+its schema ready (created or migrated on SQLite, checked on PostgreSQL, where `detector db
+upgrade` creates and migrates it).
 """
 
 from __future__ import annotations
