@@ -373,12 +373,10 @@ class Daemon:
             self._schedule_probes(settings.probe_specs, now)
             self._schedule_probes(settings.canary_specs, now, canary=True)
         self.metrics.retain_probes([s.id for s in settings.probe_specs])
+        records = settings.component_records(self.clock.now())
         with contextlib.suppress(StoreError):
-            await asyncio.to_thread(
-                self._store().sync_components, self.settings.component_records(self.clock.now())
-            )
+            await asyncio.to_thread(self._store().sync_components, records)
 
-    # ------------------------------------------------------------------ access
     @property
     def engine(self) -> Engine:
         return self._pipeline().engine
