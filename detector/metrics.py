@@ -9,10 +9,10 @@ Metric names are a contract (DESIGN.md "Metrics"). Two kinds of update live here
   collector from the last mapping given, so a removed rule or component simply disappears
   from the next scrape instead of leaving a stale series behind.
 
-Probe outcome labels (`result`): `ok` the check passed; `fail` the target answered, but
-wrongly (bad status, bad body, too slow for a latency check); `error` the probe could not run
-properly (timeout, connection refused, DNS, exception in the probe). `probe_outcome` derives
-the label when the caller does not know better.
+Probe outcome labels (`result`) come from the result itself (`ProbeResult.result`): `ok` the
+check passed; `fail` the target answered, but wrongly; `error` the probe could not run
+properly (timeout, connection refused, DNS, exception in the probe). The probe runner knows
+which; nothing here guesses it from error text.
 """
 
 from __future__ import annotations
@@ -38,29 +38,6 @@ PROBE_DURATION_BUCKETS: Final = (
 EVALUATION_DURATION_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
-
-# Error texts that mean "the probe could not run" rather than "the target answered wrong".
-_ERROR_MARKERS: Final = (
-    "timeout",
-    "timed out",
-    "connect",
-    "dns",
-    "exception",
-    "cancelled",
-)
-
-
-def probe_outcome(result: ProbeResult) -> ProbeOutcome:
-    """`ok`, `fail` or `error` for a result, from its error text when not ok.
-
-    Probes that know better (they caught the exception themselves) should pass the label
-    straight to `Metrics.observe_probe`."""
-    if result.ok:
-        return "ok"
-    text = (result.error or "").lower()
-    if any(marker in text for marker in _ERROR_MARKERS):
-        return "error"
-    return "fail"
 
 
 class _SnapshotGauges(Collector):
@@ -132,7 +109,13 @@ class Metrics:
 
     def __init__(self, version: str = "unknown") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        self._add_probe_metrics(self.registry)
+        self._add_engine_metrics(self.registry)
+        self._add_daemon_metrics(self.registry, version)
+        # (probe, kind, component, result) -> (runs child, duration child, success child)
+        self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
+
+    def _add_probe_metrics(self, registry: CollectorRegistry) -> None:
         self._probe_runs = Counter(
             "detector_probe_runs",
             "Probe runs by outcome: ok, fail (target answered wrong), error (could not run).",
@@ -152,6 +135,8 @@ class Metrics:
             ("probe",),
             registry=registry,
         )
+
+    def _add_engine_metrics(self, registry: CollectorRegistry) -> None:
         self._snapshots = _SnapshotGauges()
         registry.register(self._snapshots)
         self._opened = Counter(
@@ -174,9 +159,11 @@ class Metrics:
         )
         self._evaluation_failures = Counter(
             "detector_rule_evaluation_failures",
-            "Rule evaluations that raised instead of returning decisions.",
+            "Series (rule, component) whose evaluation raised, plus whole passes that did.",
             registry=registry,
         )
+
+    def _add_daemon_metrics(self, registry: CollectorRegistry, version: str) -> None:
         self._reload_ok = Gauge(
             "detector_config_last_reload_successful",
             "1 if the last configuration or rules reload succeeded, else 0.",
@@ -195,18 +182,22 @@ class Metrics:
             "1 if this instance holds the lease and evaluates rules, else 0.",
             registry=registry,
         )
+        self._self_check_ok = Gauge(
+            "detector_self_check_ok",
+            "0 while most self-check canaries fail (this instance's results are suspect).",
+            registry=registry,
+        )
+        self._self_check_ok.set(1)
         build = Gauge(
             "detector_build_info", "Build information; always 1.", ("version",), registry=registry
         )
         build.labels(version).set(1)
-        # (probe, kind, component, result) -> (runs child, duration child, success child)
-        self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
 
     # ------------------------------------------------------------------ probes (hot path)
 
-    def observe_probe(self, result: ProbeResult, outcome: ProbeOutcome | None = None) -> None:
-        """Count one probe run; `outcome` defaults to `probe_outcome(result)`."""
-        label = outcome or probe_outcome(result)
+    def observe_probe(self, result: ProbeResult) -> None:
+        """Count one probe run under its own outcome (`result.result`)."""
+        label = result.result
         key = (result.probe, result.kind, result.component, label)
         children = self._probe_children.get(key)
         if children is None:
@@ -277,6 +268,9 @@ class Metrics:
 
     def store_error(self) -> None:
         self._store_errors.inc()
+
+    def set_self_check(self, ok: bool) -> None:
+        self._self_check_ok.set(1 if ok else 0)
 
     def set_leader(self, leader: bool) -> None:
         self._leader.set(1 if leader else 0)

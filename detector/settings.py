@@ -7,18 +7,49 @@ variables (or files) the config names.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from detector.model import COMPONENT_ID_PATTERN
-from probes.base import Credentials, Duration, ProbeSpec
+from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
+from detector.store.base import ComponentRecord
+from probes.base import Credentials, Duration, ProbeSpec, to_seconds
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+
+
+# Every duration has a range: a value that passes `detector check` must never crash `run`
+# (an interval of 10^20 days overflows the scheduler).
+_SECONDS = BeforeValidator(to_seconds)
 
 
 class ConfigError(ValueError):
-    """One line: `file:line: field.path: what is wrong`."""
+    """One line: `file:line: field.path: what is wrong`. Never shows a URL's userinfo."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_userinfo(message))
+
+
+# Up to the last `@` of the URL: a password may itself hold `@` or `/` (hiding too much is
+# the safe side).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`ftp://admin:SECRET@host/` -> `ftp://***@host/`: config errors quote what they saw."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class _Strict(BaseModel):
@@ -64,17 +95,58 @@ class ProbeConfig(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     credentials: SecretRef | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _probe_kind(cls, kind: str) -> str:
+        # `canary` is a kind too, but only under self_check: rules never see canaries.
+        if kind not in PROBE_KINDS:
+            known = ", ".join(sorted(PROBE_KINDS))
+            raise ValueError(f"unknown probe kind {kind!r}; known: {known}")
+        return kind
+
+
+class Canary(_Strict):
+    """A target outside the platform: when most canaries fail, the fault is ours."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    target: str
+    check: Literal["http", "dns"] = "http"
+
+
+class SelfCheck(_Strict):
+    interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 30.0
+    timeout: Annotated[float, _SECONDS, Field(ge=0.1, le=5 * MINUTE)] = 5.0
+    canaries: list[Canary] = Field(default_factory=list, max_length=50)
+
+    @field_validator("canaries")
+    @classmethod
+    def _unique(cls, canaries: list[Canary]) -> list[Canary]:
+        ids = [c.id for c in canaries]
+        duplicate = next((i for i in ids if ids.count(i) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"duplicate canary id {duplicate!r}")
+        return canaries
+
 
 class Settings(_Strict):
+    """The daemon config (one file). Probe kinds' own options are `ProbeOptions`."""
+
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:\s]+:\d{1,5}$")
     store: str = "sqlite:///var/detector.db"
     rules: list[str] = Field(min_length=1)
+    instance: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=64, pattern=r"^[^\s]+$"
+    )
     page_name: str = "Status"
     page_url: str = ""  # public base URL for Statuspage `url` and shortlinks; "" = request host
-    evaluation_interval: Duration = 15.0
-    flush_interval: Duration = 5.0
-    retention: Duration = 7 * 86400.0
-    shutdown_grace: Duration = 10.0
+    evaluation_interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 15.0
+    flush_interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 5.0
+    retention: Annotated[float, _SECONDS, Field(ge=HOUR, le=3650 * DAY)] = 7 * DAY
+    shutdown_grace: Annotated[float, _SECONDS, Field(ge=0.0, le=10 * MINUTE)] = 10.0
+    # The API is public (status page): a client gets this long to send a request's headers.
+    header_timeout: Annotated[float, _SECONDS, Field(ge=0.1, le=10 * MINUTE)] = 10.0
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    self_check: SelfCheck = Field(default_factory=SelfCheck)
     api_token_env: str | None = "DETECTOR_API_TOKEN"
     api_token_file: str | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -85,6 +157,14 @@ class Settings(_Strict):
     # Filled by load_settings, not by the file:
     source: str = ""
     probe_specs: tuple[ProbeSpec, ...] = ()
+    canary_specs: tuple[ProbeSpec, ...] = ()
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, listen: str) -> str:
+        if not 0 <= int(listen.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError(f"port of {listen!r} is outside 0-65535")
+        return listen
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -107,6 +187,14 @@ class Settings(_Strict):
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    def component_records(self, now: float) -> list[ComponentRecord]:
+        """The configured components for the store, in config order (statuses kept there)."""
+        operational = ComponentStatus.OPERATIONAL
+        return [
+            ComponentRecord(c.id, c.name, c.group, c.description, operational, position, now)
+            for position, c in enumerate(self.components)
+        ]
 
     def component_names(self) -> dict[str, str]:
         return {c.id: c.name for c in self.components}
@@ -195,18 +283,49 @@ def load_settings(path: str | Path, *, resolve_secrets: bool = True) -> Settings
     except ValueError as exc:
         field = "api_token_file" if settings.api_token_file else "api_token_env"
         raise ConfigError(_located(path, root, (field,), str(exc))) from None
+    probes = [(("probes", i), p, settings.probe_defaults) for i, p in enumerate(settings.probes)]
+    canaries = [
+        (("self_check", "canaries", i), _canary_config(c, settings.self_check), ProbeDefaults())
+        for i, c in enumerate(settings.self_check.canaries)
+    ]
+    return settings.model_copy(
+        update={
+            "probe_specs": _specs(path, root, probes),
+            "canary_specs": _specs(path, root, canaries),
+        }
+    )
+
+
+def _canary_config(canary: Canary, self_check: SelfCheck) -> ProbeConfig:
+    return ProbeConfig.model_construct(
+        id=canary.id,
+        kind="canary",
+        component="sendcloud/self-check",  # a spec needs one; rules never see canaries
+        labels={},
+        interval=self_check.interval,
+        timeout=min(self_check.timeout, self_check.interval),
+        target=canary.target,
+        settings={"check": canary.check},
+        credentials=None,
+    )
+
+
+def _specs(
+    path: Path,
+    root: yaml.Node | None,
+    probes: list[tuple[tuple[Any, ...], ProbeConfig, ProbeDefaults]],
+) -> tuple[ProbeSpec, ...]:
     specs = []
-    for index, probe in enumerate(settings.probes):
+    for where, probe, defaults in probes:
         try:
-            specs.append(_spec(probe, settings.probe_defaults))
+            specs.append(_spec(probe, defaults))
         except ValidationError as exc:
             error = exc.errors()[0]
-            loc = ("probes", index, *error["loc"])
             message = error["msg"].removeprefix("Value error, ")
-            raise ConfigError(_located(path, root, loc, message)) from None
+            raise ConfigError(_located(path, root, (*where, *error["loc"]), message)) from None
         except ValueError as exc:
-            raise ConfigError(_located(path, root, ("probes", index), str(exc))) from None
-    return settings.model_copy(update={"probe_specs": tuple(specs)})
+            raise ConfigError(_located(path, root, where, str(exc))) from None
+    return tuple(specs)
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:

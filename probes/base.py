@@ -2,7 +2,7 @@
 
 Shaped after blackbox_exporter: every kind is one coroutine with one signature,
 `async def probe(spec, *, session, log, clock) -> ProbeResult`, registered by kind in
-`PROBES` (filled in `probes/__init__.py`, with each kind's settings model in `SETTINGS`).
+`PROBES` (filled in `probes/__init__.py`, with each kind's options model in `OPTIONS`).
 A kind reports a failed check by raising `ProbeFailed` (or returning an ok=False result);
 `run_probe` is the one caller that turns anything - its hard timeout, aiohttp errors, bugs -
 into a result and never raises, so one bad target can never take the scheduler down.
@@ -50,25 +50,25 @@ class ProbeFunc(Protocol):
 
 # Filled by probes/__init__.py, the one place that lists the kinds.
 PROBES: dict[str, ProbeFunc] = {}
-SETTINGS: dict[str, type[BaseModel]] = {}
+OPTIONS: dict[str, type[BaseModel]] = {}
 
 
 class ProbeFailed(Exception):
     """A check did not pass; the message becomes the result's `error`."""
 
 
-def _to_seconds(value: object) -> object:
+def to_seconds(value: object) -> object:
     # Config files write durations with units ("30s"); code and tests pass plain seconds.
     return parse_duration(value) if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(_to_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(to_seconds), Field(gt=0, le=86400)]  # at most a day
 
 _COMPONENT = re.compile(COMPONENT_ID_PATTERN)
 
 
-class Settings(BaseModel):
-    """Base of every kind's settings: strict, unknown keys are errors."""
+class ProbeOptions(BaseModel):
+    """Base of every kind's options (a probe's `settings:` key): strict, no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -110,7 +110,8 @@ class Credentials(BaseModel):
 
 
 class ProbeSpec(BaseModel):
-    """One configured probe. `settings` is parsed into the kind's model from SETTINGS."""
+    """One configured probe. `settings` (the probe's YAML key) is parsed into the kind's
+    ProbeOptions model from OPTIONS."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,8 +128,8 @@ class ProbeSpec(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        if kind not in SETTINGS:
-            raise ValueError(f"unknown probe kind {kind!r}; known: {', '.join(sorted(SETTINGS))}")
+        if kind not in OPTIONS:
+            raise ValueError(f"unknown probe kind {kind!r}; known: {', '.join(sorted(OPTIONS))}")
         return kind
 
     @field_validator("component")
@@ -152,7 +153,7 @@ class ProbeSpec(BaseModel):
     @field_validator("settings", mode="before")
     @classmethod
     def _kind_settings(cls, settings: Any, info: ValidationInfo) -> Any:
-        model = SETTINGS.get(info.data.get("kind", ""))
+        model = OPTIONS.get(info.data.get("kind", ""))
         if model is None:  # the kind itself was rejected; that error says it all
             return settings
         if isinstance(settings, model):
@@ -180,10 +181,10 @@ class ProbeSpec(BaseModel):
 _S = TypeVar("_S", bound=BaseModel)
 
 
-def settings_of(spec: ProbeSpec, model: type[_S]) -> _S:
-    """The spec's settings, typed; a spec built for another kind is a bug, not a failure."""
+def options_of(spec: ProbeSpec, model: type[_S]) -> _S:
+    """The spec's options, typed; a spec built for another kind is a bug, not a failure."""
     if not isinstance(spec.settings, model):
-        raise TypeError(f"probe {spec.id}: settings are not {model.__name__}")
+        raise TypeError(f"probe {spec.id}: options are not {model.__name__}")
     return spec.settings
 
 
@@ -276,19 +277,24 @@ async def run_probe(
     session: aiohttp.ClientSession,
     log: FilteringBoundLogger,
     clock: Clock,
+    instance: str = "",
 ) -> ProbeResult:
-    """Run one probe under its hard timeout. Never raises, except CancelledError."""
+    """Run one probe under its hard timeout. Never raises, except CancelledError.
+
+    The result says why it was not ok: `fail` when the target answered wrongly (ProbeFailed,
+    or a kind's own ok=False result), `error` when there was no usable answer (the hard
+    timeout, a connection or DNS error, a crash in the probe)."""
     phases: dict[str, float] = {}
     token = _PHASES.set(phases)
     deadline = asyncio.timeout(spec.timeout)
     started = time.perf_counter()
-    ok, error = False, None
+    ok, error, kind = False, None, "error"
     try:
         async with deadline:
             outcome = await PROBES[spec.kind](spec, session=session, log=log, clock=clock)
-        ok, error = outcome.ok, outcome.error
+        ok, error, kind = outcome.ok, outcome.error, outcome.failure_kind
     except ProbeFailed as exc:
-        error = str(exc)
+        error, kind = str(exc), "fail"
     except TimeoutError as exc:
         error = f"timeout after {spec.timeout:g}s" if deadline.expired() else describe(exc)
     except (aiohttp.ClientError, OSError) as exc:
@@ -310,6 +316,8 @@ async def run_probe(
         error=error,
         labels=dict(spec.labels),
         phases=phases,
+        failure_kind="fail" if ok or kind == "fail" else "error",
+        instance=instance,
     )
 
 
@@ -378,25 +386,3 @@ async def _request_end(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: objec
     }
     for phase, seconds in spent.items():
         phases[phase] = phases.get(phase, 0.0) + seconds
-
-
-# ------------------------------------------------------------------------- test addresses
-
-# Real-looking public addresses per market, so carrier-side validation passes as for a shop.
-_ADDRESSES: dict[str, tuple[str, str, str, str]] = {
-    "NL": ("Stadhouderskade", "78", "Amsterdam", "1072 AE"),
-    "DE": ("Friedrichstraße", "43", "Berlin", "10117"),
-    "FR": ("Rue de Rivoli", "99", "Paris", "75001"),
-    "BE": ("Rue de la Loi", "16", "Brussels", "1000"),
-    "ES": ("Calle de Alcalá", "45", "Madrid", "28014"),
-    "IT": ("Via del Corso", "120", "Roma", "00186"),
-    "AT": ("Kärntner Straße", "21", "Wien", "1010"),
-    "GB": ("Baker Street", "221B", "London", "NW1 6XE"),
-}
-
-
-def recipient_address(country: str) -> dict[str, str]:
-    """Street, house number, city and postal code of a test recipient in `country`."""
-    fallback = ("Main Street", "1", "Springfield", "1000")
-    street, number, city, postal_code = _ADDRESSES.get(country, fallback)
-    return {"address": street, "house_number": number, "city": city, "postal_code": postal_code}

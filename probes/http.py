@@ -20,20 +20,20 @@ from detector.model import ProbeResult
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     expect_status,
+    options_of,
     passed,
     read_json,
-    settings_of,
 )
 
 JsonScalar = str | int | float | bool | None
 _MISSING = object()
 
 
-class HttpSettings(Settings):
+class HttpOptions(ProbeOptions):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     path: str = "/api/v2/user"  # or an absolute URL
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
@@ -52,25 +52,25 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, HttpSettings)
-    headers = {**settings.headers, **(auth_headers(spec) if settings.send_credentials else {})}
+    options = options_of(spec, HttpOptions)
+    headers = {**options.headers, **(auth_headers(spec) if options.send_credentials else {})}
     started = time.perf_counter()
     async with session.request(
-        settings.method, spec.url(settings.path), headers=headers, json=settings.body
+        options.method, spec.url(options.path), headers=headers, json=options.body
     ) as resp:
-        await expect_status(resp, settings.expected_status)
-        if settings.expect_json:
-            _check_json(await read_json(resp), settings.expect_json)
-        if settings.expect_body is not None:
+        await expect_status(resp, options.expected_status)
+        if options.expect_json:
+            _check_json(await read_json(resp), options.expect_json)
+        if options.expect_body is not None:
             text = await resp.text(errors="replace")
-            if settings.expect_body not in text:
-                raise ProbeFailed(f"body does not contain {settings.expect_body!r}")
+            if options.expect_body not in text:
+                raise ProbeFailed(f"body does not contain {options.expect_body!r}")
         else:
             await resp.read()  # the whole answer is part of the latency the user sees
     latency = time.perf_counter() - started
-    if settings.max_latency is not None and latency > settings.max_latency:
+    if options.max_latency is not None and latency > options.max_latency:
         shown = f"{latency:.1f}" if latency >= 1 else f"{latency:.3f}"
-        raise ProbeFailed(f"latency {shown}s > {settings.max_latency:g}s")
+        raise ProbeFailed(f"latency {shown}s > {options.max_latency:g}s")
     return passed(spec, clock)
 
 

@@ -17,24 +17,24 @@ from structlog.typing import FilteringBoundLogger
 
 from detector.clock import Clock
 from detector.model import ProbeResult
+from probes.addresses import recipient_address
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     cleanup,
     describe,
     expect_status,
     http_error,
+    options_of,
     passed,
     read_json,
-    recipient_address,
-    settings_of,
 )
 
 
-class LabelCreationSettings(Settings):
+class LabelCreationOptions(ProbeOptions):
     parcels_path: str = "/api/v2/parcels"
     label_path: str = "/api/v2/labels/{parcel_id}"
     cancel_path: str = "/api/v2/parcels/{parcel_id}/cancel"
@@ -53,58 +53,58 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, LabelCreationSettings)
+    options = options_of(spec, LabelCreationOptions)
     headers = auth_headers(spec)
-    parcel = await _create_parcel(spec, settings, session, headers)
+    parcel = await _create_parcel(spec, options, session, headers)
     parcel_id = parcel["id"]
     cancel_error: str | None = None
     try:
-        await _check_label(spec, settings, session, headers, parcel)
+        await _check_label(spec, options, session, headers, parcel)
     finally:
-        cancel_url = spec.url(settings.cancel_path, parcel_id=parcel_id)
-        cancel = _cancel(session, cancel_url, headers, settings.cancel_timeout, log, spec.id)
+        cancel_url = spec.url(options.cancel_path, parcel_id=parcel_id)
+        cancel = _cancel(session, cancel_url, headers, options.cancel_timeout, log, spec.id)
         cancel_error = await cleanup(cancel)
     if cancel_error:  # only reached when the label checks passed: then the cancel is the news
         raise ProbeFailed(cancel_error)
     return passed(spec, clock)
 
 
-def _parcel_body(spec: ProbeSpec, settings: LabelCreationSettings) -> dict[str, Any]:
-    country = spec.labels.get("market", settings.country).upper()
+def _parcel_body(spec: ProbeSpec, options: LabelCreationOptions) -> dict[str, Any]:
+    country = spec.labels.get("market", options.country).upper()
     order_number = f"detector-{spec.id}-{uuid4().hex[:12]}"
     parcel = {
         "name": "Detector Probe",
         "company_name": "Status Monitoring",
         **recipient_address(country),
         "country": country,
-        "weight": settings.weight,
+        "weight": options.weight,
         "order_number": order_number,
         "request_label": True,
-        "shipment": {"id": settings.shipping_method_id},
-        "carrier": settings.carrier or spec.slug,
+        "shipment": {"id": options.shipping_method_id},
+        "carrier": options.carrier or spec.slug,
     }
     return {"parcel": parcel}
 
 
 async def _create_parcel(
     spec: ProbeSpec,
-    settings: LabelCreationSettings,
+    options: LabelCreationOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> dict[str, Any]:
-    body = _parcel_body(spec, settings)
-    async with session.post(spec.url(settings.parcels_path), json=body, headers=headers) as resp:
+    body = _parcel_body(spec, options)
+    async with session.post(spec.url(options.parcels_path), json=body, headers=headers) as resp:
         await expect_status(resp)
         answer = await read_json(resp)
     parcel = answer.get("parcel") if isinstance(answer, dict) else None
     if not isinstance(parcel, dict) or not isinstance(parcel.get("id"), int):
-        raise ProbeFailed(f"no parcel id in the answer to POST {settings.parcels_path}")
+        raise ProbeFailed(f"no parcel id in the answer to POST {options.parcels_path}")
     return parcel
 
 
 async def _check_label(
     spec: ProbeSpec,
-    settings: LabelCreationSettings,
+    options: LabelCreationOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
     parcel: dict[str, Any],
@@ -113,14 +113,14 @@ async def _check_label(
         status = parcel.get("status")
         message = status.get("message") if isinstance(status, dict) else status
         raise ProbeFailed(f"no label for parcel {parcel['id']} (status {message!r})")
-    url = spec.url(settings.label_path, parcel_id=parcel["id"])
+    url = spec.url(options.label_path, parcel_id=parcel["id"])
     async with session.get(url, headers=headers) as resp:
         await expect_status(resp)
         answer = await read_json(resp)
     document = _label_url(answer if isinstance(answer, dict) else {})
     if not document:
         raise ProbeFailed(f"no label link in GET {resp.url.path}")
-    if settings.download_label:
+    if options.download_label:
         async with session.get(document, headers=headers) as resp:
             await expect_status(resp)
             if not (await resp.read()).startswith(b"%PDF"):

@@ -19,23 +19,23 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import Clock
 from detector.model import ProbeResult
 from detector.timeutil import TimeFormatError, format_duration, format_time, parse_time
+from probes.addresses import recipient_address
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     cleanup,
     describe,
     expect_status,
+    options_of,
     passed,
     read_json,
-    recipient_address,
-    settings_of,
 )
 
 
-class OrderImportSettings(Settings):
+class OrderImportOptions(ProbeOptions):
     orders_path: str = "/api/v3/orders"
     order_path: str = "/api/v3/orders/{id}"
     integrations_path: str = "/api/v3/integrations"
@@ -55,50 +55,50 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, OrderImportSettings)
+    options = options_of(spec, OrderImportOptions)
     headers = auth_headers(spec)
-    integration_id = settings.integration_id
-    if integration_id is None or settings.check_freshness:
-        integration = await _integration(spec, settings, session, headers)
-        if settings.check_freshness:
-            _check_freshness(integration, settings, clock)
+    integration_id = options.integration_id
+    if integration_id is None or options.check_freshness:
+        integration = await _integration(spec, options, session, headers)
+        if options.check_freshness:
+            _check_freshness(integration, options, clock)
         integration_id = integration["id"]
-    order = _order(spec, settings, integration_id, clock)
-    async with session.post(spec.url(settings.orders_path), json=[order], headers=headers) as resp:
+    order = _order(spec, options, integration_id, clock)
+    async with session.post(spec.url(options.orders_path), json=[order], headers=headers) as resp:
         await expect_status(resp, (200, 201))
         answer = await read_json(resp)
-    order_url = spec.url(settings.order_path, id=_created_id(answer, settings))
+    order_url = spec.url(options.order_path, id=_created_id(answer, options))
     try:
-        await _wait_imported(order_url, settings, session, headers)
+        await _wait_imported(order_url, options, session, headers)
     finally:
-        if settings.delete_after:
+        if options.delete_after:
             await cleanup(_delete(session, order_url, headers, log, spec.id))
     return passed(spec, clock)
 
 
 async def _integration(
     spec: ProbeSpec,
-    settings: OrderImportSettings,
+    options: OrderImportOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> dict[str, Any]:
-    async with session.get(spec.url(settings.integrations_path), headers=headers) as resp:
+    async with session.get(spec.url(options.integrations_path), headers=headers) as resp:
         await expect_status(resp)
         answer = await read_json(resp)
     entries = answer.get("data") if isinstance(answer, dict) else None
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
             continue
-        if settings.integration_id is None and entry.get("system") == spec.slug:
+        if options.integration_id is None and entry.get("system") == spec.slug:
             return entry
-        if entry["id"] == settings.integration_id:
+        if entry["id"] == options.integration_id:
             return entry
-    wanted_name = settings.integration_id if settings.integration_id is not None else spec.slug
-    raise ProbeFailed(f"integration {wanted_name!r} not in GET {settings.integrations_path}")
+    wanted_name = options.integration_id if options.integration_id is not None else spec.slug
+    raise ProbeFailed(f"integration {wanted_name!r} not in GET {options.integrations_path}")
 
 
 def _check_freshness(
-    integration: dict[str, Any], settings: OrderImportSettings, clock: Clock
+    integration: dict[str, Any], options: OrderImportOptions, clock: Clock
 ) -> None:
     name = integration.get("system") or integration["id"]
     if integration.get("started_failing_at"):
@@ -110,15 +110,15 @@ def _check_freshness(
         age = clock.now() - parse_time(fetched)
     except TimeFormatError as exc:
         raise ProbeFailed(f"integration {name}: {exc}") from None
-    if age > settings.max_fetch_age:
-        limit = format_duration(settings.max_fetch_age)
+    if age > options.max_fetch_age:
+        limit = format_duration(options.max_fetch_age)
         raise ProbeFailed(f"integration {name} last fetched {format_duration(age)} ago > {limit}")
 
 
 def _order(
-    spec: ProbeSpec, settings: OrderImportSettings, integration_id: int, clock: Clock
+    spec: ProbeSpec, options: OrderImportOptions, integration_id: int, clock: Clock
 ) -> dict[str, Any]:
-    country = spec.labels.get("market", settings.country).upper()
+    country = spec.labels.get("market", options.country).upper()
     order_id = f"detector-{spec.id}-{uuid4().hex[:12]}"
     address = recipient_address(country)
     price = {"value": 1.0, "currency": "EUR"}
@@ -142,24 +142,24 @@ def _order(
     }
 
 
-def _created_id(answer: Any, settings: OrderImportSettings) -> int:
+def _created_id(answer: Any, options: OrderImportOptions) -> int:
     data = answer.get("data") if isinstance(answer, dict) else None
     first = data[0] if isinstance(data, list) and data else None
     order_id = first.get("id") if isinstance(first, dict) else None
     if not isinstance(order_id, int):
-        raise ProbeFailed(f"no order id in the answer to POST {settings.orders_path}")
+        raise ProbeFailed(f"no order id in the answer to POST {options.orders_path}")
     return order_id
 
 
 async def _wait_imported(
     url: str,
-    settings: OrderImportSettings,
+    options: OrderImportOptions,
     session: aiohttp.ClientSession,
     headers: dict[str, str],
 ) -> None:
     # Real elapsed time, not the injected clock: the lag is what a shop owner waits.
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.max_lag
+    deadline = loop.time() + options.max_lag
     while True:
         async with session.get(url, headers=headers) as resp:
             await expect_status(resp)
@@ -169,8 +169,8 @@ async def _wait_imported(
             return
         remaining = deadline - loop.time()
         if remaining <= 0:
-            raise ProbeFailed(f"order not imported after {settings.max_lag:g}s")
-        await asyncio.sleep(min(settings.poll_interval, remaining))  # last look at the deadline
+            raise ProbeFailed(f"order not imported after {options.max_lag:g}s")
+        await asyncio.sleep(min(options.poll_interval, remaining))  # last look at the deadline
 
 
 async def _delete(

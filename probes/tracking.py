@@ -19,17 +19,17 @@ from detector.timeutil import TimeFormatError, format_duration, parse_time
 from probes.base import (
     Duration,
     ProbeFailed,
+    ProbeOptions,
     ProbeSpec,
-    Settings,
     auth_headers,
     expect_status,
+    options_of,
     passed,
     read_json,
-    settings_of,
 )
 
 
-class TrackingSettings(Settings):
+class TrackingOptions(ProbeOptions):
     path: str = "/tracking/{carrier}"
     carrier: str | None = None  # default: the component's slug; required for sendcloud/…
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")  # default: `market` label
@@ -44,24 +44,24 @@ async def probe(
     log: FilteringBoundLogger,
     clock: Clock,
 ) -> ProbeResult:
-    settings = settings_of(spec, TrackingSettings)
-    carrier = settings.carrier or (spec.slug if spec.component.startswith("carriers/") else None)
+    options = options_of(spec, TrackingOptions)
+    carrier = options.carrier or (spec.slug if spec.component.startswith("carriers/") else None)
     if carrier is None:
         raise ProbeFailed(f"settings.carrier is required for component {spec.component}")
-    country = settings.country or spec.labels.get("market")
+    country = options.country or spec.labels.get("market")
     params = {"country": country.upper()} if country else {}
-    url = spec.url(settings.path, carrier=carrier)
+    url = spec.url(options.path, carrier=carrier)
     async with session.get(url, params=params, headers=auth_headers(spec)) as resp:
         await expect_status(resp)
         feed = await read_json(resp)
     if not isinstance(feed, dict):
         raise ProbeFailed(f"tracking feed {resp.url.path} is not a JSON object")
-    _check_lag(feed, settings, clock)
-    _check_statuses(feed, settings)
+    _check_lag(feed, options, clock)
+    _check_statuses(feed, options)
     return passed(spec, clock)
 
 
-def _check_lag(feed: dict[str, Any], settings: TrackingSettings, clock: Clock) -> None:
+def _check_lag(feed: dict[str, Any], options: TrackingOptions, clock: Clock) -> None:
     last_update = feed.get("last_update_at")
     if not isinstance(last_update, str):
         raise ProbeFailed("tracking feed has no last_update_at")
@@ -69,19 +69,19 @@ def _check_lag(feed: dict[str, Any], settings: TrackingSettings, clock: Clock) -
         lag = clock.now() - parse_time(last_update)
     except TimeFormatError as exc:
         raise ProbeFailed(f"tracking feed: {exc}") from None
-    if lag > settings.max_lag:
-        limit = format_duration(settings.max_lag)
+    if lag > options.max_lag:
+        limit = format_duration(options.max_lag)
         raise ProbeFailed(
             f"tracking lag {format_duration(lag)} > {limit} (last update {last_update})"
         )
 
 
-def _check_statuses(feed: dict[str, Any], settings: TrackingSettings) -> None:
+def _check_statuses(feed: dict[str, Any], options: TrackingOptions) -> None:
     updates = feed.get("updates")
-    if not isinstance(updates, list) or not settings.failure_statuses:
+    if not isinstance(updates, list) or not options.failure_statuses:
         return
     statuses = [u.get("status") for u in updates if isinstance(u, dict)]
-    for bad in settings.failure_statuses:
+    for bad in options.failure_statuses:
         count = statuses.count(bad)
         if count:
             raise ProbeFailed(f"{bad!r} in {count} of {len(statuses)} updates")

@@ -38,7 +38,9 @@ def write_config(
     store: str | None = None,
     listen: str = "127.0.0.1:0",
     evaluation_interval: str = "15s",
+    extra: str = "",
 ) -> Path:
+    """A daemon config for `target`; `extra` is more top-level YAML (e.g. `self_check:`)."""
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir(exist_ok=True)
     (rules_dir / "rules.yaml").write_text(rules)
@@ -55,6 +57,7 @@ def write_config(
             shutdown_grace: 2s
             api_token_env: TEST_DETECTOR_TOKEN
             log_format: json
+            {{extra}}
             probe_defaults:
               target: {target}
               interval: 60s
@@ -73,7 +76,7 @@ def write_config(
               - {{id: ups-label-fr, kind: label_creation, component: carriers/ups,
                   labels: {{market: FR}}, settings: {{download_label: false}}}}
             """
-        )
+        ).replace("{extra}", textwrap.dedent(extra).strip())
         + textwrap.indent(textwrap.dedent(extra_probes), "  ")
     )
     return config

@@ -221,22 +221,24 @@ async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
         writable = daemon.store
         assert writable is not None
         path = tmp_path / "detector.db"
-        daemon.store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
+        pipeline, control = daemon.pipeline, daemon.control
+        assert pipeline is not None and control is not None
+        pipeline.store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
         await fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 32)
         assert await daemon.flush() == 0
         errors = daemon.metrics.get("detector_store_errors_total")
         assert errors is not None and errors >= 2
         assert len(daemon.engine.open_incidents()) == 1  # decided, waiting to be written
-        assert daemon.readiness()["store"] is False
+        assert control.readiness()["store"] is False
 
-        daemon.store.close()
-        daemon.store = writable  # the disk is writable again
+        pipeline.store.close()
+        pipeline.store = writable  # the disk is writable again
         assert await daemon.flush() == 32 * 4
         await daemon.evaluate()
         [incident] = writable.list_incidents(unresolved_only=True)
         assert incident.opened_at == T0 + 31 * MIN
-        assert daemon.readiness()["store"] is True
+        assert control.readiness()["store"] is True
     finally:
         await daemon.shutdown()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.metrics import Metrics, probe_outcome
+from detector.metrics import Metrics
 from detector.model import ComponentStatus, ProbeResult
 
 CONTRACT_SAMPLES = {
@@ -30,6 +30,7 @@ CONTRACT_SAMPLES = {
     "detector_store_errors_total",
     "detector_is_leader",
     "detector_build_info",
+    "detector_self_check_ok",
 }
 
 
@@ -49,9 +50,9 @@ def result(ok: bool = True, *, probe: str = "dhl-label-de", **kwargs: Any) -> Pr
 def busy_metrics() -> Metrics:
     """Every metric with at least one sample."""
     metrics = Metrics(version="1.2.3")
-    metrics.observe_probe(result(), "ok")
-    metrics.observe_probe(result(False, error="HTTP 503"), "fail")
-    metrics.observe_probe(result(False, latency_s=None, error="timeout"), "error")
+    metrics.observe_probe(result())
+    metrics.observe_probe(result(False, error="HTTP 503"))
+    metrics.observe_probe(result(False, latency_s=None, error="timeout", failure_kind="error"))
     metrics.set_component_statuses({"carriers/dhl": ComponentStatus.MAJOR_OUTAGE})
     metrics.set_failure_durations({("carrier-label-creation", "carriers/dhl"): 95.0})
     metrics.set_open_incidents({"carrier-label-creation": 1, "platform-api": 0})
@@ -72,14 +73,16 @@ def test_observe_probe_counts_by_outcome() -> None:
     metrics = Metrics()
     get = metrics.registry.get_sample_value
     labels = {"probe": "dhl-label-de", "kind": "label_creation", "component": "carriers/dhl"}
-    metrics.observe_probe(result(), "ok")
-    metrics.observe_probe(result(), "ok")
+    metrics.observe_probe(result())
+    metrics.observe_probe(result())
     assert get("detector_probe_runs_total", {**labels, "result": "ok"}) == 2
     assert get("detector_probe_success", {"probe": "dhl-label-de"}) == 1
-    metrics.observe_probe(result(False, error="HTTP 503"), "fail")
+    metrics.observe_probe(result(False, error="HTTP 503"))
     assert get("detector_probe_runs_total", {**labels, "result": "fail"}) == 1
     assert get("detector_probe_success", {"probe": "dhl-label-de"}) == 0
-    metrics.observe_probe(result(False, latency_s=None, error="timeout after 10s"))
+    metrics.observe_probe(
+        result(False, latency_s=None, error="timeout after 10s", failure_kind="error")
+    )
     assert get("detector_probe_runs_total", {**labels, "result": "error"}) == 1
     assert get("detector_probe_duration_seconds_count", {"kind": "label_creation"}) == 3
     assert get("detector_probe_duration_seconds_sum", {"kind": "label_creation"}) == (
@@ -89,39 +92,35 @@ def test_observe_probe_counts_by_outcome() -> None:
     assert get("detector_probe_duration_seconds_bucket", bucket) == 3
 
 
-@pytest.mark.parametrize(
-    ("ok", "error", "expected"),
-    [
-        (True, None, "ok"),
-        (False, "HTTP 503", "fail"),
-        (False, "label missing in response", "fail"),
-        (False, "timeout after 10s", "error"),
-        (False, "Cannot connect to host 127.0.0.1:9", "error"),
-        (False, "DNS lookup failed", "error"),
-        (False, "exception: KeyError('x')", "error"),
-        (False, None, "fail"),
-    ],
-)
-def test_probe_outcome(ok: bool, error: str | None, expected: str) -> None:
-    assert probe_outcome(result(ok, error=error)) == expected
+def test_the_result_label_is_the_probes_own_outcome_not_a_guess_from_text() -> None:
+    """A 503 whose body says "timeout" is the target answering wrongly: `fail`."""
+    metrics = Metrics()
+    labels = {"probe": "dhl-label-de", "kind": "label_creation", "component": "carriers/dhl"}
+    metrics.observe_probe(result(False, error="HTTP 503 on POST /x: upstream timeout"))
+    metrics.observe_probe(result(False, error="Cannot connect", failure_kind="error"))
+    get = metrics.registry.get_sample_value
+    assert get("detector_probe_runs_total", {**labels, "result": "fail"}) == 1
+    assert get("detector_probe_runs_total", {**labels, "result": "error"}) == 1
 
 
-def test_unknown_outcome_is_refused() -> None:
-    with pytest.raises(ValueError, match="probe outcome 'broken'"):
-        Metrics().observe_probe(result(), "broken")  # type: ignore[arg-type]
+def test_self_check_gauge() -> None:
+    metrics = Metrics()
+    assert metrics.get("detector_self_check_ok") == 1
+    metrics.set_self_check(False)
+    assert metrics.get("detector_self_check_ok") == 0
 
 
 def test_retain_probes_drops_removed_probes() -> None:
     metrics = Metrics()
-    metrics.observe_probe(result(probe="kept"), "ok")
-    metrics.observe_probe(result(False, probe="gone"), "fail")
-    metrics.observe_probe(result(probe="gone"), "ok")
+    metrics.observe_probe(result(probe="kept"))
+    metrics.observe_probe(result(False, probe="gone"))
+    metrics.observe_probe(result(probe="gone"))
     metrics.retain_probes(["kept"])
     get = metrics.registry.get_sample_value
     assert get("detector_probe_success", {"probe": "kept"}) == 1
     assert get("detector_probe_success", {"probe": "gone"}) is None
     assert b'probe="gone"' not in metrics.exposition()
-    metrics.observe_probe(result(probe="gone"), "ok")  # comes back after another reload
+    metrics.observe_probe(result(probe="gone"))  # comes back after another reload
     assert get("detector_probe_success", {"probe": "gone"}) == 1
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 from pytest_aiohttp import AiohttpServer
@@ -21,8 +22,8 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import ManualClock, SystemClock
 from detector.model import PROBE_KINDS, ProbeResult
 from detector.sandbox import SANDBOX, make_app
-from probes import PROBES, SETTINGS, Credentials, ProbeSpec, run_probe, trace_config
-from probes.http import HttpSettings
+from probes import OPTIONS, PROBES, Credentials, ProbeSpec, run_probe, trace_config
+from probes.http import HttpOptions
 
 USERNAME, PASSWORD = "probe-user-5f2c", "s3cr3t-pass-9a7e"
 CREDENTIALS = Credentials.model_validate({"username": USERNAME, "password": PASSWORD})
@@ -196,7 +197,7 @@ async def test_probe_is_red_under_an_error_fault(
 ) -> None:
     await add_fault(sandbox, mode="error", seconds=600, **fault)
     result = await probe(make_spec(sandbox, kind, component, **fields), session, log)
-    assert not result.ok
+    assert (result.ok, result.result) == (False, "fail")  # the target answered, wrongly
     assert result.error is not None
     assert result.error.startswith(error)
 
@@ -215,7 +216,7 @@ async def test_timeout_fault_ends_at_the_hard_timeout(
     await add_fault(sandbox, component="carriers/dhl", mode="timeout", seconds=600)
     spec = make_spec(sandbox, "label_creation", "carriers/dhl", timeout=0.3)
     result = await probe(spec, session, log)
-    assert (result.ok, result.error) == (False, "timeout after 0.3s")
+    assert (result.ok, result.error, result.result) == (False, "timeout after 0.3s", "error")
     assert result.latency_s is not None
     assert 0.3 <= result.latency_s < 0.5
 
@@ -278,7 +279,7 @@ async def test_hard_timeout_after_create_still_cancels_the_parcel(
         settings = {"label_path": hung_url + "/labels/{parcel_id}"}
         spec = make_spec(sandbox, "label_creation", "carriers/dhl", timeout=0.3, settings=settings)
         result = await probe(spec, session, log)
-        assert (result.ok, result.error) == (False, "timeout after 0.3s")
+        assert (result.ok, result.error, result.result) == (False, "timeout after 0.3s", "error")
         [parcel] = sandbox.app[SANDBOX].parcels.values()
         async with asyncio.timeout(2):  # the cancel runs on in the background
             while parcel.cancelled_at is None:
@@ -333,7 +334,7 @@ async def test_refused_connection_is_a_result(
     result = await probe(
         make_spec(f"http://127.0.0.1:{port}", "http", "sendcloud/api"), session, log
     )
-    assert not result.ok
+    assert (result.ok, result.result) == (False, "error")
     assert result.error is not None
     assert result.error.startswith("ClientConnectorError: Cannot connect to host 127.0.0.1")
 
@@ -349,8 +350,67 @@ async def test_raising_probe_is_a_result(
 
     monkeypatch.setitem(PROBES, "http", broken)
     result = await probe(make_spec("http://127.0.0.1:1", "http", "sendcloud/api"), session, log)
-    assert (result.ok, result.error) == (False, "RuntimeError: boom")
+    assert (result.ok, result.error, result.result) == (False, "RuntimeError: boom", "error")
     assert "event='probe_crashed'" in log_output.getvalue()
+
+
+async def test_a_503_whose_body_says_timeout_is_a_fail_not_an_error(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession, log: FilteringBoundLogger
+) -> None:
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "upstream timeout"}}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/api/v2/user", unavailable)
+    server = await aiohttp_server(app)
+    result = await run_probe(
+        make_spec(server, "http", "sendcloud/api"),
+        session=session,
+        log=log,
+        clock=SystemClock(),
+        instance="ams-1",
+    )
+    assert result.error == "HTTP 503 on GET /api/v2/user: upstream timeout"
+    assert (result.result, result.instance, result.suspect) == ("fail", "ams-1", False)
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "host", "ok"),
+    [
+        ("http", 204, "127.0.0.1", True),
+        ("http", 404, "127.0.0.1", True),  # an answer: the network works
+        ("http", 502, "127.0.0.1", False),
+        ("dns", 200, "localhost", True),
+        ("dns", 200, "no-such-host.invalid", False),
+    ],
+)
+async def test_canary_checks(
+    aiohttp_server: AiohttpServer,
+    session: aiohttp.ClientSession,
+    log: FilteringBoundLogger,
+    check: str,
+    status: int,
+    host: str,
+    ok: bool,
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    server = await aiohttp_server(app)
+    spec = ProbeSpec.model_validate(
+        {
+            "id": "canary-1",
+            "kind": "canary",
+            "component": "sendcloud/self-check",
+            "target": f"http://{host}:{server.port}/",
+            "timeout": 2,
+            "settings": {"check": check},
+        }
+    )
+    result = await probe(spec, session, log)
+    assert result.ok is ok, result.error
 
 
 async def test_cancellation_propagates(
@@ -403,19 +463,19 @@ async def test_credentials_never_show(
 
 
 def test_registry_covers_every_kind() -> None:
-    assert set(PROBES) == set(SETTINGS) == set(PROBE_KINDS)
+    assert set(PROBES) == set(OPTIONS) == {*PROBE_KINDS, "canary"}  # canary: self-check only
 
 
 def test_spec_defaults_come_from_the_kind() -> None:
     spec = ProbeSpec(id="p", kind="http", component="sendcloud/api", target="http://x/")
     assert spec.target == "http://x"
-    assert spec.settings == HttpSettings()
+    assert spec.settings == HttpOptions()
     assert (spec.interval, spec.timeout, spec.credentials) == (60.0, 10.0, None)
     spec = ProbeSpec.model_validate(
         {**spec.model_dump(), "interval": "2m", "timeout": "30s", "settings": {"max_latency": "5s"}}
     )
     assert (spec.interval, spec.timeout) == (120.0, 30.0)
-    assert isinstance(spec.settings, HttpSettings)
+    assert isinstance(spec.settings, HttpOptions)
     assert spec.settings.max_latency == 5.0
 
 

@@ -136,7 +136,7 @@ def component(component_id: str, name: str, position: int) -> ComponentRecord:
 
 def test_sql_store_satisfies_the_protocol(store: SqlStore) -> None:
     typed: Store = store
-    assert typed.ping() is True
+    assert typed.list_components() == []
 
 
 def test_components_sync_keeps_stored_statuses(store: SqlStore) -> None:
@@ -275,7 +275,7 @@ def test_database_failure_midway_rolls_back(store: SqlStore) -> None:
 
     assert store.list_incidents() == []
     assert store.load_engine_state() == {"generation": 1}
-    assert store.ping()  # the pool recovered
+    store.add_results([result(T0)])  # the pool recovered
 
 
 # ------------------------------------------------------------------ results
@@ -292,6 +292,36 @@ def test_results_batches_since_and_prune(store: SqlStore) -> None:
     assert [r.at for r in store.results_since(0)] == [T0 + 10, T0 + 20, T0 + 30, T0 + 40]
     assert store.prune_results(before=T0 + 30) == 2
     assert [r.at for r in store.results_since(0)] == [T0 + 30, T0 + 40]
+
+
+def test_results_keep_failure_kind_instance_and_suspect(store: SqlStore) -> None:
+    stamped = [
+        result(T0, ok=False, failure_kind="error", instance="ams-1", suspect=True),
+        result(T0 + 1, ok=False, failure_kind="fail", instance="fra-2"),
+        result(T0 + 2, instance="fra-2"),
+    ]
+    store.add_results(stamped)
+    assert store.results_since(0) == stamped
+    assert list(store.export_events(T0, T0 + 60)) == stamped
+
+
+def test_incidents_keep_evidence_public_flag_and_started_at(store: SqlStore) -> None:
+    first = IncidentUpdate(
+        T0, INVESTIGATING, MAJOR, "We are investigating.", "error_ratio (1) >= 0.9"
+    )
+    incident = make_incident(updates=[first], started_at=T0 - 1800)
+    store.commit_engine([IncidentOpened(incident)], {}, {"carriers/dhl": MAJOR}, T0)
+    quiet = IncidentUpdate(T0 + 60, INVESTIGATING, PARTIAL, "", "error_ratio (0.4) >= 0.3", False)
+    incident.updates.append(quiet)
+    incident.component_status = PARTIAL
+    store.commit_engine([IncidentUpdated(incident, quiet)], {}, {}, T0 + 60)
+    read = store.get_incident("inc-1")
+    assert read == incident
+    assert read.started_at == T0 - 1800
+    assert [(u.evidence, u.public) for u in read.updates] == [
+        ("error_ratio (1) >= 0.9", True),
+        ("error_ratio (0.4) >= 0.3", False),
+    ]
 
 
 def test_a_bad_result_fails_the_whole_batch(store: SqlStore) -> None:
@@ -454,7 +484,6 @@ def test_errors_never_show_the_password(postgres_server: str) -> None:
         assert "\n" not in message
         assert secret not in message and encoded not in message, message
         assert "***" in message
-        assert SqlStore(url).ping() is False
 
 
 # ------------------------------------------------------------------ schema and migrations
@@ -465,7 +494,7 @@ def test_upgrade_matches_create_all_on_postgres(postgres_server: str) -> None:
     assert migrate.current_revision(url) is None
     migrate.upgrade(url)
     migrate.upgrade(url)  # a second run is a no-op
-    assert migrate.current_revision(url) == "0001"
+    assert migrate.current_revision(url) == "0002"
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -487,7 +516,7 @@ def test_postgres_without_upgrade_says_what_to_run(postgres_server: str) -> None
 def test_sqlite_schema_is_stamped_and_matches_the_migrations(tmp_path: Path) -> None:
     created = f"sqlite:///{tmp_path}/created.db"
     open_store(created).close()
-    assert migrate.current_revision(created) == "0001"
+    assert migrate.current_revision(created) == "0002"
     migrate.upgrade(created)  # nothing to do
 
     migrated = f"sqlite:///{tmp_path}/migrated.db"
@@ -498,6 +527,32 @@ def test_sqlite_schema_is_stamped_and_matches_the_migrations(tmp_path: Path) -> 
             assert compare_metadata(MigrationContext.configure(connection), tables.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_an_older_sqlite_file_is_upgraded_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO probe_results (at, probe, kind, component, ok, labels, phases)"
+            f" VALUES ({T0}, 'p', 'http', 'sendcloud/api', 0, '{{}}', '{{}}')"
+        )
+    engine.dispose()
+    store = open_store(url)
+    try:
+        assert migrate.current_revision(url) == migrate.head_revision()
+        [old] = store.results_since(0)
+        assert (old.failure_kind, old.instance, old.suspect) == ("fail", "", False)
+    finally:
+        store.close()
+
+
+def test_postgres_at_an_older_revision_says_what_to_run(postgres_server: str) -> None:
+    url = pg.create_database(postgres_server, next(_database_names))
+    migrate.upgrade(url, "0001")
+    with pytest.raises(StoreError, match="is at 0001, not schema 0002: run `detector db upgrade`"):
+        open_store(url)
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -1,25 +1,23 @@
 """The store: where decisions, results and history land, and what the status page reads.
 
 `open_store(url)` is the one way in for the daemon and the CLI: it returns a SqlStore with
-its schema ready (created on SQLite, checked on PostgreSQL, where `detector db upgrade`
-creates it).
+its schema ready (created or migrated on SQLite, checked on PostgreSQL, where `detector db
+upgrade` creates and migrates it).
 """
 
 from __future__ import annotations
 
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
-from detector.store.database import DEFAULT_URL, safe_url
+from detector.store.database import DEFAULT_URL
 from detector.store.sql import SqlStore
 
 __all__ = [
-    "DEFAULT_URL",
     "ComponentRecord",
     "NotFound",
     "SqlStore",
     "Store",
     "StoreError",
     "open_store",
-    "safe_url",
 ]
 
 

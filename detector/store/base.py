@@ -45,11 +45,9 @@ class ComponentRecord:
 class Store(Protocol):
     # --- schema and lifecycle
     def create_schema(self) -> None:
-        """Create tables if missing (SQLite); PostgreSQL uses `detector db upgrade`, and
-        here only checks the tables are there (StoreError naming the command if not)."""
-
-    def ping(self) -> bool:
-        """True when the database answers; for /readyz."""
+        """SQLite: create the tables, or migrate an older file to the newest revision.
+        PostgreSQL uses `detector db upgrade`; here it only checks the schema is at the
+        newest revision (StoreError naming the command if not)."""
 
     def close(self) -> None: ...
 
@@ -94,7 +92,8 @@ class Store(Protocol):
         """One batch, one transaction."""
 
     def results_since(self, since: float) -> list[ProbeResult]:
-        """Results with at > since, oldest first; rebuilds engine windows after a restart."""
+        """Results with at > since, oldest first, every field (failure kind, instance,
+        suspect) as written; rebuilds engine windows after a restart."""
 
     def prune_results(self, before: float) -> int:
         """Delete results with at < before; returns how many."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from detector.store.database import store_errors
-from detector.store.sql import SqlStore
+from detector.store.database import build_engine, store_errors
 
 SCRIPT_LOCATION = "detector.store:migrations"
 
@@ -38,23 +39,30 @@ def stamp_connection(connection: Connection, revision: str = "head") -> None:
     command.stamp(alembic_config(connection), revision)
 
 
+def head_revision() -> str | None:
+    """The newest revision shipped in the package."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def connection_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`, in one transaction; raises StoreError."""
-    store = SqlStore(url)
+    engine = build_engine(url)
     try:
-        with store_errors("upgrade database schema", url), store.engine.begin() as connection:
+        with store_errors("upgrade database schema", url), engine.begin() as connection:
             upgrade_connection(connection, revision)
     finally:
-        store.close()
+        engine.dispose()
 
 
 def current_revision(url: str) -> str | None:
     """The revision the database at `url` is at, or None before the first upgrade."""
-    from alembic.runtime.migration import MigrationContext
-
-    store = SqlStore(url)
+    engine = build_engine(url)
     try:
-        with store_errors("read schema revision", url), store.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+        with store_errors("read schema revision", url), engine.connect() as connection:
+            return connection_revision(connection)
     finally:
-        store.close()
+        engine.dispose()

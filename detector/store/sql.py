@@ -9,21 +9,13 @@ Every database failure surfaces as a one-line StoreError (see `database.store_er
 
 from __future__ import annotations
 
-import heapq
 import secrets
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Table,
-    bindparam,
-    delete,
-    inspect,
-    text,
-)
+from sqlalchemy import Table, bindparam, delete, inspect
 from sqlalchemy import insert as core_insert
 from sqlalchemy import select as core_select
 from sqlalchemy import update as core_update
@@ -31,14 +23,12 @@ from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from detector.model import (
     ComponentStatus,
     Decision,
     Deploy,
-    DeployFlaggedBad,
     EpisodeEnded,
     Event,
     Incident,
@@ -50,7 +40,7 @@ from detector.model import (
     Maintenance,
     ProbeResult,
 )
-from detector.store import tables
+from detector.store import history, migrate, tables
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
 from detector.store.database import (
     DEFAULT_URL,
@@ -69,8 +59,6 @@ from detector.store.tables import (
 )
 
 _EXPORT_BATCH = 5000  # results fetched per round trip while exporting
-
-# ------------------------------------------------------------------ the store
 
 
 class SqlStore:
@@ -93,34 +81,40 @@ class SqlStore:
     def _insert(self, table: Table) -> SqliteInsert | PostgresInsert:
         return postgres_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
 
+    def _upsert(
+        self, table: Table, refreshed: Sequence[str], **kept: Any
+    ) -> SqliteInsert | PostgresInsert:
+        """INSERT ... ON CONFLICT (id) DO UPDATE: the `refreshed` columns take the new row's
+        values; `kept` gives other columns an expression of their own (e.g. keep a flag)."""
+        statement = self._insert(table)
+        return statement.on_conflict_do_update(
+            index_elements=[table.c[table.primary_key.columns.keys()[0]]],
+            set_={name: statement.excluded[name] for name in refreshed} | kept,
+        )
+
     # --- schema and lifecycle
 
     def create_schema(self) -> None:
-        """SQLite: create missing tables (a new file is stamped at the newest migration).
-        PostgreSQL: check the tables are there; `detector db upgrade` creates them."""
+        """SQLite: create a new file's tables (stamped at the newest migration) or bring an
+        older file up to date. PostgreSQL: check the schema is current; `detector db
+        upgrade` makes it so (several daemons must not race to alter shared tables)."""
         with store_errors("open database", self.url), self.engine.begin() as connection:
             existing = set(inspect(connection).get_table_names())
-            missing = sorted(set(tables.metadata.tables) - existing)
-            if not missing:
+            if self.dialect == "sqlite":
+                if existing & set(tables.metadata.tables):
+                    migrate.upgrade_connection(connection)
+                else:
+                    tables.metadata.create_all(connection)
+                    migrate.stamp_connection(connection)
                 return
-            if self.dialect != "sqlite":
+            missing = sorted(set(tables.metadata.tables) - existing)
+            current, head = migrate.connection_revision(connection), migrate.head_revision()
+            if missing or current != head:
+                lacking = f"lacks tables {', '.join(missing)}" if missing else f"is at {current}"
                 raise StoreError(
-                    f"database {safe_url(self.url)} lacks tables {', '.join(missing)}: "
+                    f"database {safe_url(self.url)} {lacking}, not schema {head}: "
                     "run `detector db upgrade`"
                 )
-            tables.metadata.create_all(connection)
-            if not existing:
-                from detector.store.migrate import stamp_connection
-
-                stamp_connection(connection)
-
-    def ping(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError, sqlite3.Error):
-            return False
-        return True
 
     def close(self) -> None:
         self.engine.dispose()
@@ -130,14 +124,7 @@ class SqlStore:
     def sync_components(self, components: Sequence[ComponentRecord]) -> None:
         if not components:
             return
-        statement = self._insert(tables.components)
-        statement = statement.on_conflict_do_update(
-            index_elements=[tables.components.c.id],
-            set_={
-                name: statement.excluded[name]
-                for name in ("name", "group", "description", "position")
-            },
-        )
+        statement = self._upsert(tables.components, ("name", "group", "description", "position"))
         rows = [tables.component_values(record) for record in components]
         with self._session("sync components") as session:
             session.exec(statement, params=rows)
@@ -196,14 +183,8 @@ class SqlStore:
                     self._apply_update(session, decision.incident, decision.update)
                 elif not isinstance(decision, EpisodeEnded):
                     raise StoreError(f"unknown decision {type(decision).__name__}")
-            statement = self._insert(tables.engine_state).values(
-                id=1, state=dict(engine_state), updated_at=now
-            )
-            statement = statement.on_conflict_do_update(
-                index_elements=[tables.engine_state.c.id],
-                set_={"state": statement.excluded.state, "updated_at": now},
-            )
-            session.exec(statement)
+            statement = self._upsert(tables.engine_state, ("state", "updated_at"))
+            session.exec(statement.values(id=1, state=dict(engine_state), updated_at=now))
             self._set_component_statuses(session, component_statuses, now)
 
     def _open_incident(self, session: Session, incident: Incident) -> None:
@@ -233,6 +214,7 @@ class SqlStore:
                 component_status=str(update.component_status),
                 resolved_at=resolved_at,
                 markets=list(incident.markets),
+                started_at=incident.started_at,
             )
         )
         session.exec(statement)
@@ -313,9 +295,9 @@ class SqlStore:
         self, since: float, until: float | None, *, inclusive: bool
     ) -> Iterator[ProbeResult]:
         c = tables.probe_results.c
-        query = core_select(
-            c.at, c.probe, c.kind, c.component, c.ok, c.latency_s, c.error, c.labels, c.phases
-        ).where(c.at >= since if inclusive else c.at > since)
+        query = core_select(*(c[name] for name in tables.RESULT_COLUMNS)).where(
+            c.at >= since if inclusive else c.at > since
+        )
         if until is not None:
             query = query.where(c.at < until)
         query = query.order_by(c.at, c.id).execution_options(yield_per=_EXPORT_BATCH)
@@ -331,22 +313,17 @@ class SqlStore:
     # --- deploys and maintenance
 
     def add_deploy(self, deploy: Deploy) -> None:
-        statement = self._insert(tables.deploys).values(
+        # Recording the same deploy twice (a retried webhook) refreshes it; a bad flag stays.
+        bad = tables.deploys.c.bad | self._insert(tables.deploys).excluded.bad
+        statement = self._upsert(
+            tables.deploys, ("at", "service", "version", "components"), bad=bad
+        ).values(
             id=deploy.id,
             at=deploy.at,
             service=deploy.service,
             version=deploy.version,
             components=list(deploy.components),
             bad=deploy.bad,
-        )
-        # Recording the same deploy twice (a retried webhook) refreshes it; a bad flag stays.
-        statement = statement.on_conflict_do_update(
-            index_elements=[tables.deploys.c.id],
-            set_={name: statement.excluded[name] for name in ("at", "service", "version")}
-            | {
-                "components": statement.excluded.components,
-                "bad": tables.deploys.c.bad | statement.excluded.bad,
-            },
         )
         with self._session("add deploy") as session:
             session.exec(statement)
@@ -373,20 +350,15 @@ class SqlStore:
 
     def add_maintenance(self, maintenance: Maintenance) -> Maintenance:
         stored = replace(maintenance, id=maintenance.id or secrets.token_hex(6))
-        statement = self._insert(tables.maintenances).values(
+        # Adding a window under an existing id replaces it: that is how a window is edited.
+        statement = self._upsert(
+            tables.maintenances, ("start_at", "end_at", "components", "title")
+        ).values(
             id=stored.id,
             start_at=stored.start,
             end_at=stored.end,
             components=list(stored.components),
             title=stored.title,
-        )
-        # Adding a window under an existing id replaces it: that is how a window is edited.
-        statement = statement.on_conflict_do_update(
-            index_elements=[tables.maintenances.c.id],
-            set_={
-                name: statement.excluded[name]
-                for name in ("start_at", "end_at", "components", "title")
-            },
         )
         with self._session("add maintenance") as session:
             session.exec(statement)
@@ -415,40 +387,10 @@ class SqlStore:
     # --- history
 
     def export_events(self, since: float, until: float) -> Iterator[Event]:
-        """Events with their time in `[since, until)`; at one instant maintenance, deploys and
-        bad flags come before results, so a replay sees the context first. Context that
-        began earlier comes first: maintenance still running at `since`, and deploys flagged
-        bad inside the window (a flag names a deploy the replay must know)."""
+        """Events with their time in `[since, until)`; see `detector.store.history`."""
         with self._session("export events") as session:
-            maintenance_rows = session.exec(
-                select(MaintenanceRow)
-                .where(col(MaintenanceRow.start_at) < until, col(MaintenanceRow.end_at) > since)
-                .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
-            ).all()
-            maintenance = [tables.to_maintenance(row) for row in maintenance_rows]
-            deploy_rows = session.exec(
-                select(DeployRow)
-                .where(
-                    col(DeployRow.at) < until,
-                    (col(DeployRow.at) >= since)
-                    | ((col(DeployRow.flagged_at) >= since) & (col(DeployRow.flagged_at) < until)),
-                )
-                .order_by(col(DeployRow.at), col(DeployRow.id))
-            ).all()
-            deploys = [tables.to_deploy(row, as_recorded=True) for row in deploy_rows]
-            flag_rows = session.exec(
-                select(DeployRow)
-                .where(col(DeployRow.flagged_at) >= since, col(DeployRow.flagged_at) < until)
-                .order_by(col(DeployRow.flagged_at), col(DeployRow.id))
-            ).all()
-            flags = [DeployFlaggedBad(at=row.flagged_at or 0.0, id=row.id) for row in flag_rows]
-        streams: list[Iterable[Event]] = [
-            maintenance,
-            deploys,
-            flags,
-            self._results(since, until, inclusive=True),
-        ]
-        yield from heapq.merge(*streams, key=lambda event: event.at)
+            context = history.context_events(session, since, until)
+        return history.merge(context, self._results(since, until, inclusive=True))
 
 
 if TYPE_CHECKING:

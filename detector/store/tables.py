@@ -16,7 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Double, Integer, MetaData, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    Integer,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -79,6 +89,7 @@ class IncidentRow(StoreTable, table=True):
     opened_at: float = Field(sa_type=Double, index=True)
     resolved_at: float | None = Field(default=None, sa_type=Double)
     markets: list[str] = Field(default_factory=list, sa_type=JSON)
+    started_at: float | None = Field(default=None, sa_type=Double)  # failing_since
 
 
 class IncidentUpdateRow(StoreTable, table=True):
@@ -92,7 +103,9 @@ class IncidentUpdateRow(StoreTable, table=True):
     at: float = Field(sa_type=Double)
     status: str
     component_status: str
-    body: str
+    body: str  # public text
+    evidence: str = Field(default="", sa_column_kwargs={"server_default": ""})  # on-call only
+    public: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
 
 
 class DeployRow(StoreTable, table=True):
@@ -133,6 +146,9 @@ class ProbeResultRow(StoreTable, table=True):
     error: str | None = None
     labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     phases: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    failure_kind: str = Field(default="fail", sa_column_kwargs={"server_default": "fail"})
+    instance: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    suspect: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class EngineStateRow(StoreTable, table=True):
@@ -226,7 +242,7 @@ def to_component(row: ComponentRow) -> ComponentRecord:
 
 
 def incident_values(incident: Incident) -> dict[str, Any]:
-    return incident_fields(incident)
+    return {**incident_fields(incident), "started_at": incident.started_at}
 
 
 def update_values(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
@@ -236,6 +252,8 @@ def update_values(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
         "status": str(update.status),
         "component_status": str(update.component_status),
         "body": update.body,
+        "evidence": update.evidence,
+        "public": update.public,
     }
 
 
@@ -245,6 +263,8 @@ def to_update(row: IncidentUpdateRow) -> IncidentUpdate:
         status=IncidentStatus(row.status),
         component_status=ComponentStatus(row.component_status),
         body=row.body,
+        evidence=row.evidence,
+        public=row.public,
     )
 
 
@@ -264,6 +284,7 @@ def to_incident(row: IncidentRow, updates: list[IncidentUpdate]) -> Incident:
         resolved_at=row.resolved_at,
         updates=updates,
         markets=tuple(row.markets),
+        started_at=row.started_at,
     )
 
 
@@ -279,6 +300,9 @@ RESULT_COLUMNS = (
     "error",
     "labels",
     "phases",
+    "failure_kind",
+    "instance",
+    "suspect",
 )
 
 
@@ -293,6 +317,9 @@ def result_row(result: ProbeResult) -> tuple[Any, ...]:
         result.error,
         dumps_json(result.labels),
         dumps_json(result.phases),
+        result.failure_kind,
+        result.instance,
+        result.suspect,
     )
 
 

@@ -1,0 +1,158 @@
+"""Operator actions on a running daemon: what the write API and SIGHUP ask of it.
+
+`Control` implements `detector.web.write.Control`: record and flag deploys, manual incident
+updates, maintenance windows, readiness, and reloading config and rules. Each change reaches
+the engine at once (through the pipeline, under its lock) and is then evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+
+from structlog.typing import FilteringBoundLogger
+
+from detector.engine.rulefile import RuleFileError, load_rules
+from detector.model import (
+    Decision,
+    Deploy,
+    DeployFlaggedBad,
+    IncidentResolved,
+    IncidentStatus,
+    IncidentUpdate,
+    IncidentUpdated,
+    Maintenance,
+    Rule,
+)
+from detector.pipeline import Pipeline
+from detector.settings import ConfigError, Settings, load_settings
+
+# Settings a reload cannot apply to a running daemon (sockets, store, logging, jobs, token).
+RESTART_ONLY = (
+    "listen",
+    "store",
+    "instance",
+    "evaluation_interval",
+    "flush_interval",
+    "log_format",
+    "log_level",
+    "page_name",
+    "page_url",
+    "api_token_env",
+    "api_token_file",
+    "header_timeout",
+    "max_connections",
+)
+
+
+class Host(Protocol):
+    """What Control needs from the daemon shell."""
+
+    settings: Settings
+
+    def apply(self, settings: Settings, rules: Sequence[Rule]) -> Awaitable[None]:
+        """Run with new settings and rules (probes rescheduled, components synced)."""
+        ...
+
+    def scheduling(self) -> bool: ...
+
+
+class Control:
+    def __init__(
+        self,
+        host: Host,
+        pipeline: Pipeline,
+        *,
+        evaluate: Callable[[], Awaitable[list[Decision]]],
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.host = host
+        self.pipeline = pipeline
+        self.evaluate = evaluate
+        self.log = log
+        self.rules_loaded = True
+
+    async def record_deploy(self, deploy: Deploy) -> Deploy:
+        await asyncio.to_thread(self.pipeline.store.add_deploy, deploy)
+        self.pipeline.engine.add_deploy(deploy)
+        self.log.info("deploy_recorded", deploy=deploy.id, components=list(deploy.components))
+        await self.evaluate()
+        return deploy
+
+    async def flag_deploy_bad(self, deploy_id: str) -> Deploy:
+        engine, now = self.pipeline.engine, self.pipeline.clock.now()
+        deploy = await asyncio.to_thread(self.pipeline.store.flag_deploy_bad, deploy_id, now)
+        if engine.flag_deploy_bad(DeployFlaggedBad(now, deploy_id)) is None:
+            engine.add_deploy(deploy)  # older than the engine remembers: learn it now
+            engine.flag_deploy_bad(DeployFlaggedBad(now, deploy_id))
+        self.log.warning("deploy_flagged_bad", deploy=deploy_id)
+        await self.evaluate()
+        return deploy
+
+    async def update_incident(
+        self, incident_id: str, status: IncidentStatus, body: str
+    ) -> IncidentUpdate:
+        engine = self.pipeline.engine
+        try:
+            decisions = await self.pipeline.decide(
+                lambda now: engine.manual_update(incident_id, status, body, now)
+            )
+        except KeyError:
+            await asyncio.to_thread(self.pipeline.store.get_incident, incident_id)  # NotFound
+            message = f"incident {incident_id} is resolved; it takes no updates"
+            raise ValueError(message) from None
+        self.log.info("incident_manual_update", incident=incident_id, status=str(status))
+        update = next(
+            (d.update for d in decisions if isinstance(d, IncidentUpdated | IncidentResolved)),
+            None,
+        )
+        assert update is not None
+        return update
+
+    async def add_maintenance(self, m: Maintenance) -> Maintenance:
+        stored = await asyncio.to_thread(self.pipeline.store.add_maintenance, m)
+        self.pipeline.engine.add_maintenance(stored)
+        self.log.info("maintenance_added", maintenance=stored.id, components=list(m.components))
+        await self.evaluate()
+        return stored
+
+    async def cancel_maintenance(self, maintenance_id: str) -> None:
+        now = self.pipeline.clock.now()
+        await asyncio.to_thread(self.pipeline.store.cancel_maintenance, maintenance_id, now)
+        self.pipeline.engine.cancel_maintenance(maintenance_id)
+        self.log.info("maintenance_cancelled", maintenance=maintenance_id)
+        await self.evaluate()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read config and rules; a file that fails validation changes nothing."""
+        metrics, now = self.pipeline.metrics, self.pipeline.clock.now()
+        try:
+            settings = await asyncio.to_thread(load_settings, self.host.settings.source)
+            rules = (await asyncio.to_thread(load_rules, settings.rule_paths())).rules
+        except (ConfigError, RuleFileError) as exc:
+            metrics.config_reloaded(False, now)
+            self.log.error("reload_failed", error=str(exc))
+            return False, str(exc)
+        old = self.host.settings
+        restart_only = [key for key in RESTART_ONLY if getattr(settings, key) != getattr(old, key)]
+        if restart_only:  # applied at the next start; say so rather than ignore it silently
+            self.log.warning("reload_needs_restart", fields=restart_only)
+        await self.host.apply(settings, rules)
+        self.rules_loaded = bool(rules)
+        metrics.config_reloaded(True, now)
+        probes = len(settings.probe_specs)
+        self.log.info("reloaded", probes=probes, rules=len(rules))
+        await self.evaluate()
+        return True, f"{probes} probes, {len(rules)} rules"
+
+    def readiness(self) -> Mapping[str, bool]:
+        checks = {
+            "store": self.pipeline.store_ok,
+            "rules": self.rules_loaded,
+            "scheduler": self.host.scheduling(),
+        }
+        # Named so the /readyz body says which series keep failing to evaluate.
+        for rule, component in self.pipeline.broken_series():
+            checks[f"series {rule} {component} evaluates"] = False
+        return checks
