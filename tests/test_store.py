@@ -361,6 +361,16 @@ def test_deploys_and_bad_flag(store: SqlStore) -> None:
         store.flag_deploy_bad("d-99", T0)
 
 
+def test_a_maintenance_keeps_when_it_was_recorded_across_edits(store: SqlStore) -> None:
+    planned = Maintenance(T0 + 86_400, T0 + 90_000, ("carriers/dhl",), "DHL", created_at=T0)
+    stored = store.add_maintenance(planned)
+    assert store.list_maintenances(ending_after=T0)[0].created_at == T0
+    edited = Maintenance(T0 + 86_400, T0 + 93_600, ("carriers/dhl",), "DHL", stored.id, T0 + 60)
+    store.add_maintenance(edited)
+    [kept] = store.list_maintenances(ending_after=T0)
+    assert (kept.end, kept.created_at) == (T0 + 93_600, T0)
+
+
 def test_maintenances_add_list_cancel(store: SqlStore) -> None:
     upcoming = store.add_maintenance(Maintenance(T0 + 3600, T0 + 7200, ("carriers/dhl",), "DHL"))
     active = store.add_maintenance(Maintenance(T0 - 60, T0 + 600, ("carriers/ups",), id="m-ups"))

@@ -359,6 +359,7 @@ class SqlStore:
             end_at=stored.end,
             components=list(stored.components),
             title=stored.title,
+            created_at=stored.created_at,  # not in the upsert's update list: an edit keeps it
         )
         with self._session("add maintenance") as session:
             session.exec(statement)

@@ -131,6 +131,7 @@ class MaintenanceRow(StoreTable, table=True):
     end_at: float = Field(sa_type=Double, index=True)
     components: list[str] = Field(default_factory=list, sa_type=JSON)
     title: str = ""
+    created_at: float | None = Field(default=None, sa_type=Double)  # when it was recorded
 
 
 class ProbeResultRow(StoreTable, table=True):
@@ -344,4 +345,5 @@ def to_maintenance(row: MaintenanceRow) -> Maintenance:
         components=tuple(row.components),
         title=row.title,
         id=row.id,
+        created_at=row.created_at,
     )

@@ -1,6 +1,7 @@
 """Vantage points and evidence: probe results say why they failed, which instance produced
 them and whether it was suspect; incident updates keep internal evidence beside the public
-body and whether they are public; incidents record when the failure began.
+body and whether they are public; incidents record when the failure began; maintenances
+record when they were planned.
 
 Revision ID: 0002
 Revises: 0001
@@ -37,9 +38,13 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("incidents") as table:
         table.add_column(sa.Column("started_at", TIME, nullable=True))
+    with op.batch_alter_table("maintenances") as table:
+        table.add_column(sa.Column("created_at", TIME, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("maintenances") as table:
+        table.drop_column("created_at")
     with op.batch_alter_table("incidents") as table:
         table.drop_column("started_at")
     with op.batch_alter_table("incident_updates") as table:
