@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from debian import require_binary
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.metrics import Metrics
@@ -227,30 +225,8 @@ def test_exposition_parses_and_names_every_contract_metric() -> None:
 
 
 @pytest.fixture(scope="session")
-def promtool() -> Iterator[str]:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = _install_promtool()
-        found = shutil.which("promtool")
-        if found is None:
-            print(f"promtool unavailable: {reason}")
-            pytest.skip(f"promtool unavailable: {reason}")
-    yield found
-
-
-def _install_promtool() -> str:
-    """One attempt at the Debian package; returns why it failed."""
-    if shutil.which("apt-get") is None:
-        return "not on PATH and no apt-get to install the prometheus package"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "prometheus"]):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-            if done.returncode != 0:
-                return f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"installing the prometheus package failed: {exc}"
-    return "the prometheus package installed no promtool"
+def promtool() -> str:
+    return require_binary("promtool", "prometheus")
 
 
 @pytest.mark.timeout(600)
