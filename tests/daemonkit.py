@@ -1,9 +1,34 @@
-"""A daemon wired to a real sandbox on loopback and a real SQLite file, on a manual clock."""
+"""A daemon wired to a real sandbox on loopback and a real SQLite file, on a manual clock;
+and the waits the real-process tests need."""
 
 from __future__ import annotations
 
+import io
+import logging
+import socket
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp.test_utils import TestServer
+from structlog.typing import FilteringBoundLogger
+
+from detector.clock import ManualClock
+from detector.daemon import Daemon
+from detector.logs import configure
+from detector.settings import load_settings
+
+T = TypeVar("T")
+
+# The environment the configs below name (`username_env`, `api_token_env`, ...).
+CREDENTIALS = {
+    "TEST_SANDBOX_USER": "probe",
+    "TEST_SANDBOX_PASS": "s3cret-pass",
+    "TEST_DETECTOR_TOKEN": "t0ken",
+}
 
 RULES = """
 defaults:
@@ -80,3 +105,49 @@ def write_config(
         + textwrap.indent(textwrap.dedent(extra_probes), "  ")
     )
     return config
+
+
+def json_log(out: io.StringIO) -> FilteringBoundLogger:
+    """A structlog logger writing JSON lines into `out`, for tests that read the log."""
+    logger: FilteringBoundLogger = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+    )
+    return logger
+
+
+def make_daemon(
+    tmp_path: Path,
+    sandbox: TestServer,
+    clock: ManualClock,
+    out: io.StringIO | None = None,
+    **config: Any,
+) -> Daemon:
+    """A daemon on `clock` probing `sandbox`; logs JSON into `out` (errors only when None)."""
+    path = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **config)
+    log = configure("json", "error") if out is None else json_log(out)
+    return Daemon(load_settings(path), log=log, clock=clock)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_connects(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll `check` on the wall clock (real-process tests only) until it returns a value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value is not None:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

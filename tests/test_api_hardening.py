@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import apikit
 import orjson
 import pytest
 from apikit import AUTH, NOW, Client, commit, open_incident
@@ -15,8 +14,6 @@ from apikit import AUTH, NOW, Client, commit, open_incident
 from detector.model import Deploy, IncidentStatus, IncidentUpdate, Maintenance
 from detector.store.sql import SqlStore
 from detector.timeutil import TimeFormatError, parse_time
-
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 FAR_FUTURE, FAR_PAST = "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"
 PUBLIC_READS = [

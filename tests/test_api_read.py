@@ -3,7 +3,6 @@ JSON and the status page, over a real SQLite store."""
 
 from __future__ import annotations
 
-import apikit
 import pytest
 from apikit import AUTH, NOW, Client, StoreControl, commit, open_incident
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,7 +13,6 @@ from detector.store.sql import SqlStore
 from detector.timeutil import format_time
 
 # the shared fixtures, bound here so pytest finds them
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 
 # ---------------------------------------------------------------------------- operations

@@ -5,49 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
+from daemonkit import make_daemon
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
-from detector.logs import configure
 from detector.model import ComponentStatus, IncidentStatus
-from detector.sandbox import make_app
-from detector.settings import load_settings
 from detector.store import SqlStore
 
-T0 = 1_795_860_000.0
 MIN = 60.0
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-def make_daemon(tmp_path: Path, sandbox: TestServer, clock: ManualClock, **kwargs: str) -> Daemon:
-    config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **kwargs)
-    return Daemon(load_settings(config), log=configure("json", "error"), clock=clock)
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:

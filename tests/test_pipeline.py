@@ -10,28 +10,24 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 import apscheduler.schedulers.base
 import pytest
-import structlog
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
-from structlog.typing import FilteringBoundLogger
+from daemonkit import json_log, make_daemon, write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.clockwatch import ClockWatch
 from detector.daemon import Daemon
 from detector.logs import configure
 from detector.model import Decision
-from detector.sandbox import make_app
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 @dataclass
@@ -39,42 +35,6 @@ class SeriesError:  # the shape helper B's engine reports (rule, component, erro
     rule: str
     component: str
     error: Exception
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-def json_log(out: io.StringIO) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(out),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
-    )
-    return logger
-
-
-def make_daemon(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, out: io.StringIO, **kwargs: Any
-) -> Daemon:
-    config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **kwargs)
-    return Daemon(load_settings(config), log=json_log(out), clock=clock)
 
 
 async def test_a_failing_series_is_counted_logged_and_named_in_readiness(

@@ -8,17 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from daemonkit import write_config
+from daemonkit import CREDENTIALS, free_port, wait_for, write_config
 
 from detector.daemon import Daemon
 from detector.logs import configure
@@ -43,58 +40,12 @@ rules:
     title: "{component_name}: label creation failing{markets}"
 """
 
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value is not None:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
 
 def env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEST_SANDBOX_USER": "probe",
-        "TEST_SANDBOX_PASS": "pass",
-        "TEST_DETECTOR_TOKEN": "t",
-    }
+    return {**os.environ, **CREDENTIALS}
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in env().items():
-        if name.startswith("TEST_"):
-            monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "detector.cli", "sandbox", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _connects(port) or None, 20, "the sandbox to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _connects(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 def post_fault(base: str, component: str, mode: str = "error") -> None:

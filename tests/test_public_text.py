@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import apikit
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -21,8 +20,6 @@ from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUp
 from detector.store.base import ComponentRecord
 from detector.store.sql import SqlStore
 from detector.web.app import make_app
-
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 MAJOR, PARTIAL = ComponentStatus.MAJOR_OUTAGE, ComponentStatus.PARTIAL_OUTAGE
 RULE, DEPLOY_ID, VERSION, SERVICE = "carrier-label-creation", "d-17", "2026.11.28-1", "label-api"

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
-from structlog.typing import FilteringBoundLogger
+from daemonkit import json_log, write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
-from detector.sandbox import make_app
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 class Outside:
@@ -34,26 +31,6 @@ class Outside:
         return web.Response(status=503 if request.match_info["name"] in self.broken else 200)
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
 @pytest.fixture
 async def outside() -> AsyncIterator[tuple[Outside, TestServer]]:
     state = Outside()
@@ -63,15 +40,6 @@ async def outside() -> AsyncIterator[tuple[Outside, TestServer]]:
     await server.start_server()
     yield state, server
     await server.close()
-
-
-def json_log(out: io.StringIO) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(out),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
-    )
-    return logger
 
 
 def events(out: io.StringIO, name: str) -> list[dict[str, object]]:

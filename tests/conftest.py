@@ -1,0 +1,106 @@
+"""Fixtures the test modules share, each defined once: the manual clock, the credentials the
+daemon configs name, the sandbox as a loopback server (in-process or its own process), and
+the HTTP API's store, control and client. Model factories are in factories.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
+from daemonkit import CREDENTIALS, free_port, port_connects, wait_for
+from factories import T0
+
+from detector import sandbox as sandbox_platform
+from detector.clock import ManualClock
+from detector.metrics import Metrics
+from detector.store.sql import SqlStore
+from detector.web.app import make_app
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment variables daemonkit's configs name (`*_env`)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
+    """The sandbox platform on loopback, on the test's clock (fault durations follow it)."""
+    app = sandbox_platform.make_app(seed=7, clock=clock, latency=(0.001, 0.002))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    """`detector sandbox` as its own process on a free port, on the wall clock."""
+    port = free_port()
+    command = [sys.executable, "-m", "detector.cli", "sandbox", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: port_connects(port) or None, 20, "the sandbox to listen")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    """A migrated SQLite file holding apikit.COMPONENTS."""
+    sql = SqlStore(f"sqlite:///{tmp_path / 'detector.db'}")
+    sql.create_schema()
+    sql.sync_components(COMPONENTS)
+    yield sql
+    sql.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(version="test")
+
+
+@pytest.fixture
+def control(store: SqlStore, clock: ManualClock) -> StoreControl:
+    return StoreControl(store, clock)
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    store: SqlStore,
+    control: StoreControl,
+    metrics: Metrics,
+    clock: ManualClock,
+) -> ClientFactory:
+    """The API app over the fixtures above; keyword arguments replace any of make_app's."""
+
+    async def make(**overrides: Any) -> Client:
+        options: dict[str, Any] = {
+            "store": store, "control": control, "metrics": metrics, "clock": clock,
+            "token": TOKEN, "page_name": "Sendcloud status",
+        }  # fmt: skip
+        options.update(overrides)
+        return await aiohttp_client(make_app(**options))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> AsyncIterator[Client]:
+    yield await make_client()
