@@ -28,6 +28,18 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NOW = T0  # 2026-11-28T10:00:00Z
 MAJOR = ComponentStatus.MAJOR_OUTAGE
+# Every Statuspage v2 read, then every public read (the page too).
+V2_PATHS = [
+    "/api/v2/summary.json",
+    "/api/v2/status.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
+]
+PUBLIC_PATHS = ["/", *V2_PATHS]
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]

@@ -8,7 +8,8 @@ import logging
 import socket
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -128,6 +129,18 @@ def make_daemon(
     path = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **config)
     log = configure("json", "error") if out is None else json_log(out)
     return Daemon(load_settings(path), log=log, clock=clock)
+
+
+@asynccontextmanager
+async def running(
+    daemon: Daemon, *, schedule: bool = True, serve: bool = True
+) -> AsyncIterator[Daemon]:
+    """`daemon.startup(...)`, then `shutdown()` however the block ends."""
+    await daemon.startup(schedule=schedule, serve=serve)
+    try:
+        yield daemon
+    finally:
+        await daemon.shutdown()
 
 
 def free_port() -> int:

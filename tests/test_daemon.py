@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import make_daemon
+from daemonkit import make_daemon, running
 from factories import T0
 
 from detector.clock import ManualClock
@@ -58,8 +58,7 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False)
-    try:
+    async with running(daemon, schedule=False):
         await daemon.probe_all()
         await daemon.evaluate()
         await fault(sandbox, "carriers/dhl")
@@ -107,16 +106,13 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
         assert resolved.status is IncidentStatus.RESOLVED
         assert [u.status.value for u in resolved.updates][-2:] == ["monitoring", "resolved"]
         assert metrics.get("detector_failure_duration_seconds", duration) == 0
-    finally:
-        await daemon.shutdown()
 
 
 async def test_results_are_stored_in_batches_and_exported(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         await minutes(daemon, clock, 3)
         assert await daemon.flush() == 12  # 4 probes x 3 minutes, one batch
         assert daemon.store is not None
@@ -128,8 +124,6 @@ async def test_results_are_stored_in_batches_and_exported(
             "dhl-label-nl",
             "ups-label-fr",
         }
-    finally:
-        await daemon.shutdown()
 
 
 async def test_restart_keeps_the_clock_and_never_duplicates(
@@ -144,23 +138,17 @@ async def test_restart_keeps_the_clock_and_never_duplicates(
 
     clock.advance(2 * MIN)  # down for two minutes, still failing
     second = make_daemon(tmp_path, sandbox, clock)
-    await second.startup(schedule=False, serve=False)
-    try:
+    async with running(second, schedule=False, serve=False):
         await minutes(second, clock, 14)  # minute 31
         assert second.store is not None
         [incident] = second.store.list_incidents(unresolved_only=True)
         assert incident.opened_at == T0 + 31 * MIN  # the original clock
-    finally:
-        await second.shutdown()
 
     third = make_daemon(tmp_path, sandbox, clock)  # a clean restart with the incident open
-    await third.startup(schedule=False, serve=False)
-    try:
+    async with running(third, schedule=False, serve=False):
         await minutes(third, clock, 5)
         assert third.store is not None
         assert len(third.store.list_incidents()) == 1
-    finally:
-        await third.shutdown()
 
 
 async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
@@ -176,22 +164,18 @@ async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
     await heal(sandbox)
     clock.advance(40 * MIN)  # down past the deadline, but healed meanwhile
     second = make_daemon(tmp_path, sandbox, clock)
-    await second.startup(schedule=False, serve=False)
-    try:
+    async with running(second, schedule=False, serve=False):
         assert await second.evaluate() == []  # waits for fresh results first
         await minutes(second, clock, 10)
         assert second.store is not None
         assert second.store.list_incidents() == []
-    finally:
-        await second.shutdown()
 
 
 async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         writable = daemon.store
         assert writable is not None
         path = tmp_path / "detector.db"
@@ -213,8 +197,6 @@ async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
         [incident] = writable.list_incidents(unresolved_only=True)
         assert incident.opened_at == T0 + 31 * MIN
         assert control.readiness()["store"] is True
-    finally:
-        await daemon.shutdown()
 
 
 async def test_write_api_deploy_flagged_bad_opens_at_once(
@@ -251,8 +233,7 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         await fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 10)
         (tmp_path / "rules" / "broken.yaml").write_text("rules:\n  - name: x\n    windw: 5m\n")
@@ -266,8 +247,6 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
         await minutes(daemon, clock, 21)  # the episode kept its clock through both reloads
         [incident] = daemon.engine.open_incidents()
         assert incident.opened_at == T0 + 31 * MIN
-    finally:
-        await daemon.shutdown()
 
 
 def test_probe_phases_spread_over_the_interval_and_survive_a_restart() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import apscheduler.schedulers.base
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import json_log, make_daemon, write_config
+from daemonkit import json_log, make_daemon, running, write_config
 from factories import T0
 
 from detector.clock import ManualClock
@@ -143,8 +143,7 @@ async def test_a_step_back_of_an_hour_reschedules_every_job_from_the_new_wall_ti
     monkeypatch.setattr(apscheduler.schedulers.base, "datetime", SteppedDatetime)
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, wall, out)
-    await daemon.startup(serve=False)  # with the scheduler
-    try:
+    async with running(daemon, serve=False):  # with the scheduler
         scheduler = daemon.scheduler
         assert scheduler is not None
 
@@ -161,8 +160,6 @@ async def test_a_step_back_of_an_hour_reschedules_every_job_from_the_new_wall_ti
         assert after["flush"] == pytest.approx(1, abs=0.5)
         assert all(0 <= after[f"probe:{s.id}"] <= 60 for s in daemon.settings.probe_specs)
         assert '"event": "clock_stepped"' in out.getvalue()
-    finally:
-        await daemon.shutdown()
 
 
 def test_stdlib_loggers_are_json_in_json_mode(capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,12 +196,9 @@ async def test_the_largest_values_check_allows_still_run(
         .replace("shutdown_grace: 2s", "shutdown_grace: 10m")
     )
     daemon = Daemon(load_settings(config), log=json_log(io.StringIO()), clock=clock)
-    await daemon.startup()
-    try:
+    async with running(daemon):
         assert daemon.scheduler is not None and daemon.scheduler.running
         assert daemon.settings.probe_specs[0].interval == 86400
-    finally:
-        await daemon.shutdown()
 
 
 async def test_sighup_reloads_in_a_task_the_daemon_owns_and_awaits(
@@ -212,12 +206,12 @@ async def test_sighup_reloads_in_a_task_the_daemon_owns_and_awaits(
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    running = asyncio.create_task(daemon.run())
+    run = asyncio.create_task(daemon.run())
     while daemon.control is None or not daemon.scheduling():
         await asyncio.sleep(0.01)  # startup: the store, the API, the scheduler
     os.kill(os.getpid(), signal.SIGHUP)
     os.kill(os.getpid(), signal.SIGTERM)  # at once: shutdown must wait for the reload
-    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(run, 30)
     events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
     assert events.index("reloaded") < events.index("daemon_stopped")
     assert "task_failed" not in events

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from daemonkit import CREDENTIALS, free_port, wait_for, write_config
+from daemonkit import CREDENTIALS, free_port, running, wait_for, write_config
 
 from detector.daemon import Daemon
 from detector.logs import configure
@@ -178,11 +178,8 @@ async def _run_with_hung_probe(tmp_path: Path, sandbox_url: str, hung_url: str) 
     config.write_text(config.read_text().replace("interval: 60s", "interval: 1s"))
     settings = load_settings(config)
     daemon = Daemon(settings, log=configure("json", "error"))
-    await daemon.startup(schedule=True, serve=False)
-    try:
+    async with running(daemon, schedule=True, serve=False):
         await asyncio.sleep(4.5)
-    finally:
-        await daemon.shutdown()
     return daemon
 
 

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from apikit import AUTH, COMPONENTS, NOW, TOKEN, Client, ClientFactory, StoreControl, commit
+from apikit import (
+    AUTH,
+    COMPONENTS,
+    NOW,
+    PUBLIC_PATHS,
+    TOKEN,
+    Client,
+    ClientFactory,
+    StoreControl,
+    commit,
+)
 
 from detector.cli import main
 from detector.clock import ManualClock
@@ -30,17 +40,6 @@ FORBIDDEN = [
     RULE, DEPLOY_ID, VERSION, SERVICE, "error_ratio", "latency_p95", ">=", "&gt;=", "0.42",
     "seen from", "ams-1", "flagged bad", "hidden on-call note",
 ]  # fmt: skip
-PUBLIC_PATHS = [
-    "/",
-    "/api/v2/summary.json",
-    "/api/v2/status.json",
-    "/api/v2/components.json",
-    "/api/v2/incidents.json",
-    "/api/v2/incidents/unresolved.json",
-    "/api/v2/scheduled-maintenances.json",
-    "/api/v2/scheduled-maintenances/upcoming.json",
-    "/api/v2/scheduled-maintenances/active.json",
-]
 
 
 def live_incident() -> Incident:

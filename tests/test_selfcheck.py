@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from daemonkit import json_log, write_config
+from daemonkit import json_log, running, write_config
 from factories import T0
 
 from detector.clock import ManualClock
@@ -63,8 +63,7 @@ async def test_most_canaries_failing_makes_every_result_suspect(
     )
     out = io.StringIO()
     daemon = Daemon(load_settings(config), log=json_log(out), clock=clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         healthy = await daemon.probe_all()
         assert {(r.instance, r.suspect) for r in healthy} == {("ams-1", False)}
         assert daemon.metrics.get("detector_self_check_ok") == 1
@@ -95,8 +94,6 @@ async def test_most_canaries_failing_makes_every_result_suspect(
         assert [r.suspect for r in stored].count(True) == 4  # stored and exported as such
         assert {r.instance for r in stored} == {"ams-1"}
         assert all(r.kind != "canary" for r in stored)  # canaries judge us, not the platform
-    finally:
-        await daemon.shutdown()
 
 
 async def test_no_canaries_means_never_suspect(
@@ -104,12 +101,9 @@ async def test_no_canaries_means_never_suspect(
 ) -> None:
     config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"))
     daemon = Daemon(load_settings(config), log=json_log(io.StringIO()), clock=clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         assert not any(r.suspect for r in await daemon.probe_all())
         assert daemon.metrics.get("detector_self_check_ok") == 1
-    finally:
-        await daemon.shutdown()
 
 
 def test_a_reload_that_removes_the_failing_canaries_clears_the_verdict() -> None:
