@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import structlog
 from aiohttp.test_utils import TestServer
-from structlog.typing import FilteringBoundLogger
+from structlog.typing import FilteringBoundLogger, Processor
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
@@ -31,27 +31,33 @@ CREDENTIALS = {
     "TEST_DETECTOR_TOKEN": "t0ken",
 }
 
-RULES = """
+
+def rules_yaml(window: str = "5m", open_after: str = "30m", resolve_after: str = "10m") -> str:
+    """The platform rule and the carrier rule that inherits from it, with these timings."""
+    return f"""
 defaults:
-  window: 5m
-  open_after: 30m
-  resolve_after: 10m
+  window: {window}
+  open_after: {open_after}
+  resolve_after: {resolve_after}
 rules:
   - name: platform-api
-    match: {kind: http, component: sendcloud/api}
+    match: {{kind: http, component: sendcloud/api}}
     impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-      - {status: partial_outage, when: error_ratio >= 0.3}
+      - {{status: major_outage, when: error_ratio >= 0.9}}
+      - {{status: partial_outage, when: error_ratio >= 0.3}}
   - name: carrier-label-creation
     description: label creation failing
-    match: {kind: label_creation, component: "carriers/*"}
+    match: {{kind: label_creation, component: "carriers/*"}}
     impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-      - {status: partial_outage, when: error_ratio >= 0.3}
-      - {status: degraded_performance, when: latency_p95 > 5s}
+      - {{status: major_outage, when: error_ratio >= 0.9}}
+      - {{status: partial_outage, when: error_ratio >= 0.3}}
+      - {{status: degraded_performance, when: latency_p95 > 5s}}
     inhibited_by: [platform-api]
-    title: "{component_name}: label creation failing{markets}"
+    title: "{{component_name}}: label creation failing{{markets}}"
 """
+
+
+RULES = rules_yaml()  # production timings
 
 
 def write_config(
@@ -108,14 +114,21 @@ def write_config(
     return config
 
 
-def json_log(out: io.StringIO) -> FilteringBoundLogger:
-    """A structlog logger writing JSON lines into `out`, for tests that read the log."""
+def log_into(
+    out: io.StringIO, *processors: Processor, level: int = logging.INFO
+) -> FilteringBoundLogger:
+    """A structlog logger rendering into `out`, for tests that read what was logged."""
     logger: FilteringBoundLogger = structlog.wrap_logger(
         structlog.PrintLogger(out),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        processors=list(processors),
     )
     return logger
+
+
+def json_log(out: io.StringIO) -> FilteringBoundLogger:
+    """JSON lines with the level, as the daemon logs in production."""
+    return log_into(out, structlog.processors.add_log_level, structlog.processors.JSONRenderer())
 
 
 def make_daemon(

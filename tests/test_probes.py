@@ -15,6 +15,7 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from daemonkit import log_into
 from pydantic import ValidationError
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
@@ -48,12 +49,8 @@ def log_output() -> Iterator[io.StringIO]:
 
 @pytest.fixture
 def log(log_output: io.StringIO) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(log_output),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        processors=[structlog.processors.format_exc_info, structlog.processors.KeyValueRenderer()],
-    )
-    return logger
+    processors = (structlog.processors.format_exc_info, structlog.processors.KeyValueRenderer())
+    return log_into(log_output, *processors, level=logging.DEBUG)
 
 
 def make_spec(server: TestServer | str, kind: str, component: str, **fields: Any) -> ProbeSpec:

@@ -15,30 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from daemonkit import CREDENTIALS, free_port, running, wait_for, write_config
+from daemonkit import CREDENTIALS, free_port, rules_yaml, running, wait_for, write_config
 
 from detector.daemon import Daemon
 from detector.logs import configure
 from detector.settings import load_settings
 from detector.store import SqlStore, open_store
 
-FAST_RULES = """
-defaults:
-  window: 3s
-  open_after: 6s
-  resolve_after: 3s
-rules:
-  - name: platform-api
-    match: {kind: http, component: sendcloud/api}
-    impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-  - name: carrier-label-creation
-    match: {kind: label_creation, component: "carriers/*"}
-    impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-      - {status: partial_outage, when: error_ratio >= 0.3}
-    title: "{component_name}: label creation failing{markets}"
-"""
+FAST_RULES = rules_yaml(window="3s", open_after="6s", resolve_after="3s")
 
 
 def env() -> dict[str, str]:
