@@ -13,6 +13,8 @@ MIN = 60.0
 MAJOR = ComponentStatus.MAJOR_OUTAGE
 OPERATIONAL = ComponentStatus.OPERATIONAL
 INVESTIGATING = IncidentStatus.INVESTIGATING
+MONITORING = IncidentStatus.MONITORING
+RESOLVED = IncidentStatus.RESOLVED
 
 
 def make_result(at: float = T0, ok: bool = True, **changes: Any) -> ProbeResult:
@@ -33,9 +35,23 @@ def make_result(at: float = T0, ok: bool = True, **changes: Any) -> ProbeResult:
 
 
 def make_incident(
-    incident_id: str = "inc-1", at: float = T0, *, body: str = "Labels fail.", **changes: Any
+    incident_id: str = "inc-1",
+    at: float = T0,
+    *,
+    status: IncidentStatus = INVESTIGATING,
+    impact: ComponentStatus = MAJOR,
+    body: str = "Labels fail.",
+    **changes: Any,
 ) -> Incident:
-    """An open (investigating) major outage of DHL label creation in DE, opened `at`."""
+    """A DHL label-creation incident in DE opened `at` with `body`; a monitoring one was fixed
+    10 minutes later, a resolved one resolved 20 minutes later (unless `resolved_at` says)."""
+    updates = [IncidentUpdate(at, INVESTIGATING, impact, body)]
+    resolved_at = changes.pop("resolved_at", None)
+    if status in (MONITORING, RESOLVED):
+        updates.append(IncidentUpdate(at + 600, MONITORING, OPERATIONAL, "Fix out."))
+    if status is RESOLVED:
+        resolved_at = resolved_at or at + 1200
+        updates.append(IncidentUpdate(resolved_at, RESOLVED, OPERATIONAL, "Resolved."))
     fields: dict[str, Any] = {
         "id": incident_id,
         "rule": "carrier-label-creation",
@@ -43,11 +59,12 @@ def make_incident(
         "title": "DHL: label creation failing (DE)",
         "cause": "sustained",
         "deploy": None,
-        "impact": MAJOR,
-        "status": INVESTIGATING,
-        "component_status": MAJOR,
+        "impact": impact,
+        "status": status,
+        "component_status": OPERATIONAL if status is RESOLVED else impact,
         "opened_at": at,
-        "updates": [IncidentUpdate(at, INVESTIGATING, MAJOR, body)],
+        "resolved_at": resolved_at,
+        "updates": updates,
         "markets": ("DE",),
     }
     fields.update(changes)
