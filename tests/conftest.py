@@ -4,24 +4,31 @@ the HTTP API's store, control and client. Model factories are in factories.py.""
 
 from __future__ import annotations
 
+import io
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
-from daemonkit import CREDENTIALS, free_port, port_connects, wait_for
+from daemonkit import CREDENTIALS, free_port, log_into, port_connects, wait_for
 from factories import T0
+from pytest_aiohttp import AiohttpServer
+from structlog.typing import FilteringBoundLogger
 
 from detector import sandbox as sandbox_platform
 from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.store.sql import SqlStore
 from detector.web.app import make_app
+from probes import trace_config
 
 
 @pytest.fixture
@@ -58,6 +65,34 @@ def sandbox_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+async def probe_sandbox(aiohttp_server: AiohttpServer) -> TestServer:
+    """The sandbox for probe tests: wall clock, a slow mode of 0.3 s, imports in 50-100 ms."""
+    app = sandbox_platform.make_app(
+        seed=3, latency=(0.001, 0.003), slow_seconds=0.3, import_delay=(0.05, 0.1)
+    )
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session with the daemon's trace config (probe phases)."""
+    async with aiohttp.ClientSession(trace_configs=[trace_config()]) as client_session:
+        yield client_session
+
+
+@pytest.fixture
+def log_output() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def log(log_output: io.StringIO) -> FilteringBoundLogger:
+    """Debug and up, key=value, into log_output."""
+    processors = (structlog.processors.format_exc_info, structlog.processors.KeyValueRenderer())
+    return log_into(log_output, *processors, level=logging.DEBUG)
 
 
 @pytest.fixture
