@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pg
 import pytest
 import structlog
 from aiohttp import web
@@ -26,6 +27,7 @@ from structlog.typing import FilteringBoundLogger
 from detector import sandbox as sandbox_platform
 from detector.clock import ManualClock
 from detector.metrics import Metrics
+from detector.store import migrate
 from detector.store.sql import SqlStore
 from detector.web.app import make_app
 from probes import trace_config
@@ -93,6 +95,15 @@ def log(log_output: io.StringIO) -> FilteringBoundLogger:
     """Debug and up, key=value, into log_output."""
     processors = (structlog.processors.format_exc_info, structlog.processors.KeyValueRenderer())
     return log_into(log_output, *processors, level=logging.DEBUG)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL for the run; its `detector` database is migrated and used as the
+    template of each test's own database. Fails (never skips) when it cannot start."""
+    with pg.start_postgres() as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture
