@@ -108,25 +108,18 @@ def probes_yaml(total: int, mix: str, components: int) -> tuple[list[str], list[
     counts["order_import"] = total // 10
     counts["http"] = total - sum(counts.values())
     label_combos = [(f"carriers/{c}", m) for c in carriers for m in MARKETS]
-    for component, market, n in _spread(counts["label_creation"], label_combos):
-        slug = component.split("/")[1]
-        lines.append(
-            f"  - {{id: {slug}-label-{market.lower()}-{n}, kind: label_creation,"
-            f" component: {component}, labels: {{market: {market}}}}}"
-        )
-    for component, market, n in _spread(counts["tracking"], label_combos):
-        slug = component.split("/")[1]
-        lines.append(
-            f"  - {{id: {slug}-tracking-{market.lower()}-{n}, kind: tracking,"
-            f" component: {component}, labels: {{market: {market}}}}}"
-        )
     shop_combos = [(f"integrations/{s}", m) for s in SHOPS for m in MARKETS]
-    for component, market, n in _spread(counts["order_import"], shop_combos):
-        slug = component.split("/")[1]
-        lines.append(
-            f"  - {{id: {slug}-import-{market.lower()}-{n}, kind: order_import,"
-            f" component: {component}, labels: {{market: {market}}}}}"
-        )
+    for kind, word, combos in [
+        ("label_creation", "label", label_combos),
+        ("tracking", "tracking", label_combos),
+        ("order_import", "import", shop_combos),
+    ]:
+        for component, market, n in _spread(counts[kind], combos):
+            slug = component.split("/")[1]
+            lines.append(
+                f"  - {{id: {slug}-{word}-{market.lower()}-{n}, kind: {kind},"
+                f" component: {component}, labels: {{market: {market}}}}}"
+            )
     features = [
         ("api", "sendcloud/api", "{}"),
         ("feature-panel", "sendcloud/panel", "{path: /panel/, send_credentials: false}"),

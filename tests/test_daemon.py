@@ -54,6 +54,18 @@ async def minutes(daemon: Daemon, clock: ManualClock, count: int) -> None:
         await daemon.evaluate()
 
 
+async def fail_then_crash(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock, count: int
+) -> None:
+    """A daemon sees DHL fail for `count` minutes, writes its results, and dies."""
+    first = make_daemon(tmp_path, sandbox, clock)
+    await first.startup(schedule=False, serve=False)
+    await fault(sandbox, "carriers/dhl")
+    await minutes(first, clock, count)
+    await first.flush()
+    await crash(first)
+
+
 async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
@@ -129,12 +141,7 @@ async def test_results_are_stored_in_batches_and_exported(
 async def test_restart_keeps_the_clock_and_never_duplicates(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
-    first = make_daemon(tmp_path, sandbox, clock)
-    await first.startup(schedule=False, serve=False)
-    await fault(sandbox, "carriers/dhl")
-    await minutes(first, clock, 15)  # failing since minute 1
-    await first.flush()
-    await crash(first)
+    await fail_then_crash(tmp_path, sandbox, clock, 15)  # failing since minute 1
 
     clock.advance(2 * MIN)  # down for two minutes, still failing
     second = make_daemon(tmp_path, sandbox, clock)
@@ -154,12 +161,7 @@ async def test_restart_keeps_the_clock_and_never_duplicates(
 async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
-    first = make_daemon(tmp_path, sandbox, clock)
-    await first.startup(schedule=False, serve=False)
-    await fault(sandbox, "carriers/dhl")
-    await minutes(first, clock, 20)
-    await first.flush()
-    await crash(first)
+    await fail_then_crash(tmp_path, sandbox, clock, 20)
 
     await heal(sandbox)
     clock.advance(40 * MIN)  # down past the deadline, but healed meanwhile

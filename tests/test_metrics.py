@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 from debian import require_binary
-from factories import make_result
+from factories import T0, make_result
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.metrics import Metrics
@@ -47,7 +47,7 @@ def busy_metrics() -> Metrics:
     metrics.incident_resolved("carrier-label-creation")
     metrics.observe_evaluation(0.012)
     metrics.evaluation_failed()
-    metrics.config_reloaded(True, 1_795_860_000.0)
+    metrics.config_reloaded(True, T0)
     metrics.store_error()
     metrics.set_leader(True)
     return metrics

@@ -42,21 +42,20 @@ async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    await daemon.startup(schedule=False, serve=False)
-    engine, control = daemon.engine, daemon.control
-    assert control is not None
-    evaluate = engine.evaluate
-    broken: dict[tuple[str, str], int] = {}
+    async with running(daemon, schedule=False, serve=False):
+        engine, control = daemon.engine, daemon.control
+        assert control is not None
+        evaluate = engine.evaluate
+        broken: dict[tuple[str, str], int] = {}
 
-    def isolating_evaluate(now: float) -> list[Decision]:
-        key = ("carrier-label-creation", "carriers/dhl")
-        broken[key] = broken.get(key, 0) + 1
-        engine.errors = [SeriesError(*key, ZeroDivisionError("division by zero"))]  # type: ignore[attr-defined]
-        engine.broken = dict(broken)  # type: ignore[attr-defined]
-        return evaluate(now)
+        def isolating_evaluate(now: float) -> list[Decision]:
+            key = ("carrier-label-creation", "carriers/dhl")
+            broken[key] = broken.get(key, 0) + 1
+            engine.errors = [SeriesError(*key, ZeroDivisionError("division by zero"))]  # type: ignore[attr-defined]
+            engine.broken = dict(broken)  # type: ignore[attr-defined]
+            return evaluate(now)
 
-    monkeypatch.setattr(engine, "evaluate", isolating_evaluate)
-    try:
+        monkeypatch.setattr(engine, "evaluate", isolating_evaluate)
         for _ in range(2):
             await daemon.probe_all()
             await daemon.evaluate()
@@ -76,8 +75,6 @@ async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
         checks = control.readiness()
         assert checks["series carrier-label-creation carriers/dhl evaluates"] is False
         assert checks["store"] is True
-    finally:
-        await daemon.shutdown()
 
 
 async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
@@ -85,13 +82,12 @@ async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    await daemon.startup(schedule=False, serve=False)
+    async with running(daemon, schedule=False, serve=False):
 
-    def crash(now: float) -> list[Decision]:
-        raise RuntimeError("bug")
+        def crash(now: float) -> list[Decision]:
+            raise RuntimeError("bug")
 
-    monkeypatch.setattr(daemon.engine, "evaluate", crash)
-    try:
+        monkeypatch.setattr(daemon.engine, "evaluate", crash)
         await daemon.probe_all()
         assert await daemon.evaluate() == []
         assert daemon.metrics.get("detector_rule_evaluation_failures_total") == 1
@@ -102,8 +98,6 @@ async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
             )
             == 1
         )
-    finally:
-        await daemon.shutdown()
 
 
 def test_clock_watch_reports_a_step_and_ignores_drift() -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from factories import make_component, make_incident
+from factories import T0, make_component, make_incident
 
 from detector.model import (
     ComponentStatus,
@@ -21,7 +21,7 @@ from detector.web import statuspage
 from detector.web.page import render_status_page
 from detector.web.statuspage import PageInfo, Snapshot
 
-NOW = 1_795_860_000.0  # 2026-11-28T10:00:00Z
+NOW = T0  # 2026-11-28T10:00:00Z
 OK = ComponentStatus.OPERATIONAL
 DEGRADED = ComponentStatus.DEGRADED_PERFORMANCE
 PARTIAL = ComponentStatus.PARTIAL_OUTAGE
