@@ -1,5 +1,5 @@
 """A daemon wired to a real sandbox on loopback and a real SQLite file, on a manual clock;
-and the waits the real-process tests need."""
+faults in that sandbox; and the waits the real-process tests need."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import structlog
 from aiohttp.test_utils import TestServer
 from structlog.typing import FilteringBoundLogger, Processor
@@ -142,6 +143,26 @@ def make_daemon(
     path = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **config)
     log = configure("json", "error") if out is None else json_log(out)
     return Daemon(load_settings(path), log=log, clock=clock)
+
+
+async def add_fault(
+    sandbox: TestServer, component: str, mode: str = "error", seconds: float = 7200, **more: Any
+) -> None:
+    """Break `component` in the sandbox (`more`: market, ...) for `seconds` of its clock."""
+    fault = {"component": component, "mode": mode, "seconds": seconds, **more}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(sandbox.make_url("/_sandbox/faults"), json=fault) as response,
+    ):
+        assert response.status == 201, await response.text()
+
+
+async def clear_faults(sandbox: TestServer) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(sandbox.make_url("/_sandbox/faults")) as response,
+    ):
+        assert response.status in (200, 204)
 
 
 @asynccontextmanager

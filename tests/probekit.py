@@ -1,5 +1,5 @@
 """What the probe tests share: credentials the sandbox accepts, a spec for any kind against
-any target, one run through the real runner, faults, and a server that never answers.
+any target, one run through the real runner, and a server that never answers.
 The fixtures (probe_sandbox, session, log, log_output) are in conftest.py."""
 
 from __future__ import annotations
@@ -49,12 +49,6 @@ async def probe(
     clock: Clock | None = None,
 ) -> ProbeResult:
     return await run_probe(spec, session=session, log=log, clock=clock or SystemClock())
-
-
-async def add_fault(server: TestServer, **fault: Any) -> None:
-    url = server.make_url("/_sandbox/faults")
-    async with aiohttp.ClientSession() as client, client.post(url, json=fault) as resp:
-        assert resp.status == 201, await resp.text()
 
 
 @contextlib.asynccontextmanager

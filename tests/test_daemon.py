@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import make_daemon, running
+from daemonkit import add_fault, clear_faults, make_daemon, running
 from factories import T0
 
 from detector.clock import ManualClock
@@ -22,21 +22,6 @@ MIN = 60.0
 
 
 pytestmark = pytest.mark.usefixtures("credentials")
-
-
-async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:
-    async with aiohttp.ClientSession() as session:
-        body = {"component": component, "mode": mode, "seconds": 7200}
-        async with session.post(sandbox.make_url("/_sandbox/faults"), json=body) as response:
-            assert response.status in (200, 201), await response.text()
-
-
-async def heal(sandbox: TestServer) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.delete(sandbox.make_url("/_sandbox/faults")) as response,
-    ):
-        assert response.status in (200, 204)
 
 
 async def crash(daemon: Daemon) -> None:
@@ -60,7 +45,7 @@ async def fail_then_crash(
     """A daemon sees DHL fail for `count` minutes, writes its results, and dies."""
     first = make_daemon(tmp_path, sandbox, clock)
     await first.startup(schedule=False, serve=False)
-    await fault(sandbox, "carriers/dhl")
+    await add_fault(sandbox, "carriers/dhl")
     await minutes(first, clock, count)
     await first.flush()
     await crash(first)
@@ -73,7 +58,7 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
     async with running(daemon, schedule=False):
         await daemon.probe_all()
         await daemon.evaluate()
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 30)  # failing since minute 1: not yet 30 minutes
         store = daemon.store
         assert store is not None
@@ -112,7 +97,7 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
         assert [i["name"] for i in body["incidents"]] == [incident.title]
         assert body["incidents"][0]["impact"] == "critical"
 
-        await heal(sandbox)
+        await clear_faults(sandbox)
         await minutes(daemon, clock, 16)
         resolved = store.get_incident(incident.id)
         assert resolved.status is IncidentStatus.RESOLVED
@@ -163,7 +148,7 @@ async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
 ) -> None:
     await fail_then_crash(tmp_path, sandbox, clock, 20)
 
-    await heal(sandbox)
+    await clear_faults(sandbox)
     clock.advance(40 * MIN)  # down past the deadline, but healed meanwhile
     second = make_daemon(tmp_path, sandbox, clock)
     async with running(second, schedule=False, serve=False):
@@ -184,7 +169,7 @@ async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
         pipeline, control = daemon.pipeline, daemon.control
         assert pipeline is not None and control is not None
         pipeline.store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 32)
         assert await daemon.flush() == 0
         errors = daemon.metrics.get("detector_store_errors_total")
@@ -216,7 +201,7 @@ async def test_write_api_deploy_flagged_bad_opens_at_once(
             async with session.post(f"{base}/api/v1/deploys", json=deploy) as response:
                 assert response.status == 201, await response.text()
             clock.advance(20 * MIN)  # past the deploy window
-            await fault(sandbox, "carriers/ups")
+            await add_fault(sandbox, "carriers/ups")
             await minutes(daemon, clock, 3)
             assert daemon.engine.open_incidents() == []
             async with session.post(f"{base}/api/v1/deploys/d-1/bad") as response:
@@ -236,7 +221,7 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
     async with running(daemon, schedule=False, serve=False):
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 10)
         (tmp_path / "rules" / "broken.yaml").write_text("rules:\n  - name: x\n    windw: 5m\n")
         ok, message = await daemon.reload()
@@ -301,7 +286,7 @@ async def test_operator_commands_go_through_the_running_daemon(
 
     try:
         await daemon.probe_all()
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 31)
         [incident] = daemon.engine.open_incidents()
 

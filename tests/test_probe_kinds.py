@@ -8,14 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from probekit import (
-    GREEN,
-    USERNAME,
-    add_fault,
-    hung_server,
-    make_spec,
-    probe,
-)
+from daemonkit import add_fault
+from probekit import GREEN, USERNAME, hung_server, make_spec, probe
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
 

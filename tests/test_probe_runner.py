@@ -11,17 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from daemonkit import free_port
-from probekit import (
-    CREDENTIALS,
-    GREEN,
-    PASSWORD,
-    USERNAME,
-    add_fault,
-    hung_server,
-    make_spec,
-    probe,
-)
+from daemonkit import add_fault, free_port
+from probekit import CREDENTIALS, GREEN, PASSWORD, USERNAME, hung_server, make_spec, probe
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
 
