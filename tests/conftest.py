@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
-from daemonkit import CREDENTIALS, free_port, log_into, port_connects, wait_for
+from daemonkit import CREDENTIALS, free_port, log_into, port_connects, sqlite_url, wait_for
 from factories import T0
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
@@ -109,7 +109,7 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     """A migrated SQLite file holding apikit.COMPONENTS."""
-    sql = SqlStore(f"sqlite:///{tmp_path / 'detector.db'}")
+    sql = SqlStore(sqlite_url(tmp_path))
     sql.create_schema()
     sql.sync_components(COMPONENTS)
     yield sql

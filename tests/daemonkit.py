@@ -61,6 +61,11 @@ rules:
 RULES = rules_yaml()  # production timings
 
 
+def sqlite_url(tmp_path: Path) -> str:
+    """The SQLite file a test's daemon writes (and the test then reads)."""
+    return f"sqlite:///{tmp_path / 'detector.db'}"
+
+
 def write_config(
     tmp_path: Path,
     target: str,
@@ -78,7 +83,7 @@ def write_config(
     rules_dir.mkdir(exist_ok=True)
     (rules_dir / "rules.yaml").write_text(rules)
     config = tmp_path / "detector.yaml"
-    store_url = store or f"sqlite:///{tmp_path / 'detector.db'}"
+    store_url = store or sqlite_url(tmp_path)
     config.write_text(
         textwrap.dedent(
             f"""

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import add_fault, clear_faults, make_daemon, running
+from daemonkit import add_fault, clear_faults, make_daemon, running, sqlite_url
 from factories import T0
 
 from detector.clock import ManualClock
@@ -277,7 +277,7 @@ async def test_operator_commands_go_through_the_running_daemon(
     daemon = make_daemon(tmp_path, sandbox, clock)
     await daemon.startup(schedule=False)
     url = f"http://127.0.0.1:{daemon.bound_port}"
-    db = f"sqlite:///{tmp_path / 'detector.db'}"
+    db = sqlite_url(tmp_path)
 
     async def cli(*args: str) -> str:
         # The commands are blocking HTTP clients; the daemon serves on this loop.

@@ -15,7 +15,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from daemonkit import CREDENTIALS, free_port, rules_yaml, running, wait_for, write_config
+from daemonkit import (
+    CREDENTIALS,
+    free_port,
+    rules_yaml,
+    running,
+    sqlite_url,
+    wait_for,
+    write_config,
+)
 
 from detector.daemon import Daemon
 from detector.logs import configure
@@ -69,7 +77,7 @@ def test_kill_9_halfway_through_open_after_keeps_the_original_clock(
     log = tmp_path / "daemon.log"
     post_fault(sandbox_url, "carriers/dhl")
     daemon = start_daemon(config, log)
-    store = open_store(f"sqlite:///{tmp_path / 'detector.db'}")
+    store = open_store(sqlite_url(tmp_path))
     try:
         since = wait_for(lambda: failing_since(store), 30, "the failure to be recorded")
         wait_for(lambda: time.time() >= since + 3 or None, 10, "half of open_after")
