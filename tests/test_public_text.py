@@ -43,6 +43,12 @@ PUBLIC_PATHS = [
     "/api/v2/scheduled-maintenances.json",
     "/api/v2/scheduled-maintenances/upcoming.json",
     "/api/v2/scheduled-maintenances/active.json",
+    "/history",
+    "/history/2026-11",
+    "/incidents/3f2a9c1d7e42",
+    "/history.atom",
+    "/history.rss",
+    "/?lang=es",
 ]
 
 
@@ -73,11 +79,18 @@ class MemoryStore:
     def list_components(self) -> list[ComponentRecord]:
         return list(self.components)
 
-    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
+    def list_incidents(
+        self, *, unresolved_only: bool = False, limit: int = 50, **span: float
+    ) -> list[Incident]:
         chosen = [i for i in self.incidents if not unresolved_only or i.resolved_at is None]
+        if "opened_before" in span:
+            chosen = [i for i in chosen if i.opened_at < span["opened_before"]]
         return chosen[:limit]
 
-    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
+    def get_incident(self, incident_id: str) -> Incident:
+        return next(i for i in self.incidents if i.id == incident_id)
+
+    def list_maintenances(self, *, ending_after: float, **span: float) -> list[Maintenance]:
         return []
 
 
@@ -117,7 +130,7 @@ async def test_nothing_internal_reaches_a_public_reader(
     text = await response.text()
     leaked = [word for word in FORBIDDEN if word in text]
     assert leaked == [], f"{path} shows {leaked}"
-    if path in ("/", "/api/v2/summary.json", "/api/v2/incidents.json"):
+    if path in ("/", "/api/v2/summary.json", "/api/v2/incidents.json", "/incidents/3f2a9c1d7e42"):
         assert IDENTIFIED in text and (OPENED in text or "investigating problems" in text)
     assert '"evidence"' not in text
 

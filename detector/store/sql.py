@@ -238,10 +238,22 @@ class SqlStore:
                 updates[update.incident_id].append(tables.to_update(update))
         return [tables.to_incident(row, updates[row.id]) for row in rows]
 
-    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
+    def list_incidents(
+        self,
+        *,
+        unresolved_only: bool = False,
+        limit: int = 50,
+        active_since: float | None = None,
+        opened_before: float | None = None,
+    ) -> list[Incident]:
         query = select(IncidentRow)
         if unresolved_only:
             query = query.where(col(IncidentRow.status) != IncidentStatus.RESOLVED.value)
+        if active_since is not None:
+            resolved = col(IncidentRow.resolved_at)
+            query = query.where(resolved.is_(None) | (resolved >= active_since))
+        if opened_before is not None:
+            query = query.where(col(IncidentRow.opened_at) < opened_before)
         query = query.order_by(col(IncidentRow.opened_at).desc(), col(IncidentRow.id).desc())
         with self._session("list incidents") as session:
             return self._read_incidents(session, session.exec(query.limit(limit)).all())
@@ -376,12 +388,13 @@ class SqlStore:
                 row.end_at = now
                 session.add(row)
 
-    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
-        query = (
-            select(MaintenanceRow)
-            .where(col(MaintenanceRow.end_at) > ending_after)
-            .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
-        )
+    def list_maintenances(
+        self, *, ending_after: float, starting_before: float | None = None
+    ) -> list[Maintenance]:
+        query = select(MaintenanceRow).where(col(MaintenanceRow.end_at) > ending_after)
+        if starting_before is not None:
+            query = query.where(col(MaintenanceRow.start_at) < starting_before)
+        query = query.order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
         with self._session("list maintenances") as session:
             return [tables.to_maintenance(row) for row in session.exec(query).all()]
 
