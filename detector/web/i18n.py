@@ -86,7 +86,9 @@ def translations(lang: str) -> Translations:
     return Translations(compiled, domain=DOMAIN)
 
 
-_ACCEPT_ITEM = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?")
+_ACCEPT_ITEM = re.compile(
+    r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]{1,6}))?\s*$"
+)
 
 
 def choose_language(query: str | None, accept_language: str | None, default: str) -> str:
