@@ -35,6 +35,7 @@ COMPONENT_KEYS = {
 INCIDENT_KEYS = {
     "id", "name", "status", "created_at", "updated_at", "monitoring_at", "resolved_at",
     "impact", "shortlink", "started_at", "page_id", "incident_updates", "components",
+    "postmortem_body", "postmortem_body_last_updated_at",
 }  # fmt: skip
 UPDATE_KEYS = {
     "id", "status", "body", "incident_id", "created_at", "updated_at", "display_at",
@@ -444,5 +445,6 @@ def test_a_window_starting_during_an_outage_names_the_outage_as_old_status() -> 
     assert changes == {
         "scheduled": ("operational", "operational"),  # recorded a day ago, before the outage
         "in_progress": ("major_outage", "under_maintenance"),
-        "completed": ("under_maintenance", "major_outage"),  # the outage outlasted the window
+        # the outage outlasted the window: verifying until the component is back
+        "verifying": ("under_maintenance", "major_outage"),
     }

@@ -164,7 +164,8 @@ _PUBLIC: list[tuple[str, Callable[[statuspage.Snapshot], Any], IncidentsWanted, 
     # incidents too: a component's status before a window starts is its incidents'
     ("scheduled-maintenances.json", statuspage.scheduled_maintenances, "page", HISTORY_SECONDS),
     ("scheduled-maintenances/upcoming.json", statuspage.upcoming_maintenances, "page", 0.0),
-    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", 0.0),
+    # ended windows too: one is `verifying` while a component it covered is not back
+    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", HISTORY_SECONDS),
 ]
 
 

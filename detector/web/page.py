@@ -92,8 +92,8 @@ def environment(lang: str) -> Environment:
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     _ = translations.gettext
 
-    def maintenance_label(item: Maintenance, now: float) -> str:
-        return _(i18n.MAINTENANCE_STATUS_LABELS[maintenance_status(item, now)])
+    def maintenance_label(item: Maintenance, snapshot: Snapshot) -> str:
+        return _(i18n.MAINTENANCE_STATUS_LABELS[maintenance_status(item, snapshot)])
 
     env.globals.update(
         lang=lang,
@@ -119,7 +119,13 @@ def _render(template: str, snapshot: Snapshot, lang: str, **context: Any) -> str
     return (
         environment(lang)
         .get_template(template)
-        .render(page_name=snapshot.page.name, now=snapshot.now, names=names, **context)
+        .render(
+            page_name=snapshot.page.name,
+            snapshot=snapshot,
+            now=snapshot.now,
+            names=names,
+            **context,
+        )
     )
 
 
@@ -169,13 +175,18 @@ def render_status_page(
     since = now - history_seconds
     recent = [i for i in snapshot.incidents if i.resolved_at is not None and i.resolved_at >= since]
     recent.sort(key=lambda i: i.resolved_at or 0.0, reverse=True)
+    active = [
+        m
+        for m in snapshot.maintenances
+        if maintenance_status(m, snapshot) in ("in_progress", "verifying")
+    ]
     return _render(
         "index.html",
         snapshot,
         lang,
         refresh_seconds=int(refresh_seconds),
         indicator=indicator(snapshot),
-        active=[m for m in snapshot.maintenances if m.start <= now < m.end],
+        active=active,
         upcoming=[m for m in snapshot.maintenances if m.start > now],
         open_incidents=[i for i in snapshot.incidents if i.status is not IncidentStatus.RESOLVED],
         groups=_groups(snapshot, histories or {}),
