@@ -149,3 +149,22 @@ def test_every_sentence_renders_in_every_language(lang: str, action: str) -> Non
             assert "UPS" in made and "%" not in made and made.endswith(".")
     no_action = i18n.default_sentence("en", RESOLVED, "UPS", "", (), "sustained")
     assert no_action == "The problems with UPS have been resolved."
+
+
+def test_page_language_in_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_settings import GOOD
+
+    from detector.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("CFG_USER", "probe")
+    monkeypatch.setenv("CFG_PASS", "hunter2-secret")
+    monkeypatch.chdir(tmp_path)
+    Path("cfg.yaml").write_text(GOOD)
+    assert load_settings("cfg.yaml").page_language == "en"
+    Path("cfg.yaml").write_text(GOOD + "page_language: es\n")
+    assert load_settings("cfg.yaml").page_language == "es"
+    Path("cfg.yaml").write_text(GOOD + "page_language: pt\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings("cfg.yaml")
+    assert str(raised.value).startswith("cfg.yaml:9: page_language: ")
+    assert "'en', 'es', 'nl', 'de', 'fr' or 'it'" in str(raised.value)

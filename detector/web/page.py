@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from babel.dates import format_date
@@ -64,11 +64,20 @@ def _names_of(ids: Iterable[str], names: Mapping[str, str]) -> str:
     return ", ".join(names.get(component, component) for component in ids)
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_text(day: date, lang: str, quiet: bool) -> str:
+    """Formatting a date costs ~50 µs and a page has 90 per component: each is done once."""
+    text = str(format_date(day, "d MMM yyyy", locale=lang))
+    if quiet:
+        return i18n.translations(lang).gettext("%(day)s: no incidents") % {"day": text}
+    return text
+
+
 def _bar_text(bar: DayBar, lang: str) -> str:
     _ = i18n.translations(lang).gettext
-    day = format_date(bar.day, "d MMM yyyy", locale=lang)
+    day = _day_text(bar.day, lang, not bar.seconds)
     if not bar.seconds:
-        return _("%(day)s: no incidents") % {"day": day}
+        return day
     spent = [
         _("%(minutes)s min %(status)s")
         % {"minutes": minutes, "status": _(i18n.STATUS_LABELS[status]).lower()}
@@ -106,7 +115,6 @@ def environment(lang: str) -> Environment:
         maintenance_label=maintenance_label,
         countries=lambda markets: i18n.markets_text(markets, lang),
         percent=lambda value: format_percent(value, "#,##0.00%", locale=lang),
-        bar_text=lambda bar: _bar_text(bar, lang),
         when=when,
         public_updates=public_updates,
         names_of=_names_of,
@@ -136,7 +144,20 @@ def month_name(year: int, month: int, lang: str) -> str:
 # ---------------------------------------------------------------------------- pages
 
 
-def _groups(snapshot: Snapshot, histories: Mapping[str, ComponentHistory]) -> list[dict[str, Any]]:
+def _bars(history: ComponentHistory | None, lang: str) -> list[tuple[str, str]]:
+    """(CSS classes, text alternative) per day, made here: a jinja2 call costs ~10 µs."""
+    if history is None:
+        return []
+    return [
+        (f"bar-{bar.status.value} hatched" if bar.seconds else "bar-operational",
+         _bar_text(bar, lang))
+        for bar in history.bars
+    ]  # fmt: skip
+
+
+def _groups(
+    snapshot: Snapshot, histories: Mapping[str, ComponentHistory], lang: str
+) -> list[dict[str, Any]]:
     groups = []
     for group, members in group_records(snapshot.components).items():
         rows = [
@@ -146,6 +167,7 @@ def _groups(snapshot: Snapshot, histories: Mapping[str, ComponentHistory]) -> li
                 "description": member.description,
                 "status": member.status,
                 "history": histories.get(member.id),
+                "bars": _bars(histories.get(member.id), lang),
             }
             for member in members
         ]
@@ -189,7 +211,7 @@ def render_status_page(
         active=active,
         upcoming=[m for m in snapshot.maintenances if m.start > now],
         open_incidents=[i for i in snapshot.incidents if i.status is not IncidentStatus.RESOLVED],
-        groups=_groups(snapshot, histories or {}),
+        groups=_groups(snapshot, histories or {}, lang),
         days=HISTORY_DAYS,
         recent=recent[:history_limit],
         recent_days=max(1, round(history_seconds / 86400)),
