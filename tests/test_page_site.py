@@ -126,3 +126,28 @@ async def test_a_broken_store_is_503_not_500(client: Client, store: SqlStore) ->
         response = await client.get(path)
         assert response.status == 503, path
         assert await response.json() == {"error": "store unavailable, try again shortly"}
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_banner_and_text_colour_has_aa_contrast() -> None:
+    from detector.web.page import environment
+
+    css = environment("en").loader.get_source(environment("en"), "base.html")[0]  # type: ignore[union-attr]
+    banners = dict(re.findall(r"\.banner\.(\w+)\{background:(#[0-9a-f]{6})", css))
+    assert set(banners) == {"none", "minor", "major", "critical", "maintenance"}
+    for name, background in banners.items():
+        text = "#1a1a1a" if name == "minor" else "#ffffff"
+        assert contrast(text, background) >= 4.5, name
+    for text in ("#1a1a1a", "#444444", "#0b57a4"):  # body, times and footer, links
+        assert contrast(text, "#ffffff") >= 4.5, text
