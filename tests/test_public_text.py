@@ -90,7 +90,7 @@ class MemoryStore:
     def get_incident(self, incident_id: str) -> Incident:
         return next(i for i in self.incidents if i.id == incident_id)
 
-    def list_maintenances(self, *, ending_after: float, **span: float) -> list[Maintenance]:
+    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
         return []
 
 

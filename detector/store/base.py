@@ -121,11 +121,9 @@ class Store(Protocol):
     def cancel_maintenance(self, maintenance_id: str, now: float) -> None:
         """Ends it now (or deletes it if it has not started); raises NotFound."""
 
-    def list_maintenances(
-        self, *, ending_after: float, starting_before: float | None = None
-    ) -> list[Maintenance]:
-        """Windows ending after `ending_after` (and starting before `starting_before`, when
-        given), soonest first: active and upcoming ones, or those of a span of history."""
+    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
+        """Windows ending after `ending_after`, soonest first: active and upcoming ones, or
+        (with a past time) those of a span of history too."""
 
     # --- history for `detector export`
     def export_events(self, since: float, until: float) -> Iterator[Event]:

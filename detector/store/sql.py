@@ -388,13 +388,12 @@ class SqlStore:
                 row.end_at = now
                 session.add(row)
 
-    def list_maintenances(
-        self, *, ending_after: float, starting_before: float | None = None
-    ) -> list[Maintenance]:
-        query = select(MaintenanceRow).where(col(MaintenanceRow.end_at) > ending_after)
-        if starting_before is not None:
-            query = query.where(col(MaintenanceRow.start_at) < starting_before)
-        query = query.order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
+    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
+        query = (
+            select(MaintenanceRow)
+            .where(col(MaintenanceRow.end_at) > ending_after)
+            .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
+        )
         with self._session("list maintenances") as session:
             return [tables.to_maintenance(row) for row in session.exec(query).all()]
 
