@@ -39,6 +39,7 @@ RESTART_ONLY = (
     "log_level",
     "page_name",
     "page_url",
+    "page_language",
     "api_token_env",
     "api_token_file",
     "header_timeout",

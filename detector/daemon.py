@@ -211,6 +211,7 @@ class Daemon:
             token=settings.api_token(),
             page_name=settings.page_name,
             page_url=settings.page_url,
+            page_language=settings.page_language,
         )
         limits = Limits(
             header_timeout=settings.header_timeout, max_connections=settings.max_connections

@@ -139,6 +139,7 @@ class Settings(_Strict):
     )
     page_name: str = "Status"
     page_url: str = ""  # public base URL for Statuspage `url` and shortlinks; "" = request host
+    page_language: Literal["en", "es", "nl", "de", "fr", "it"] = "en"  # without ?lang= or a match
     evaluation_interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 15.0
     flush_interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 5.0
     retention: Annotated[float, _SECONDS, Field(ge=HOUR, le=3650 * DAY)] = 7 * DAY

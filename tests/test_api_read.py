@@ -130,7 +130,7 @@ async def test_status_page_html(client: Client, store: SqlStore) -> None:
         assert text in html
     assert "Major outage" in html and "Labels fail." in html
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; DHL down" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; DHL down" in html
 
 
 async def test_upcoming_and_active_maintenances(client: Client, store: SqlStore) -> None:

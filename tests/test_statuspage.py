@@ -36,6 +36,7 @@ COMPONENT_KEYS = {
 INCIDENT_KEYS = {
     "id", "name", "status", "created_at", "updated_at", "monitoring_at", "resolved_at",
     "impact", "shortlink", "started_at", "page_id", "incident_updates", "components",
+    "postmortem_body", "postmortem_body_last_updated_at",
 }  # fmt: skip
 UPDATE_KEYS = {
     "id", "status", "body", "incident_id", "created_at", "updated_at", "display_at",
@@ -292,7 +293,7 @@ def test_page_escapes_user_text() -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<img" not in html
-    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in html  # markupsafe spells " so
     assert "<b>Status</b>" not in html
 
 
@@ -412,5 +413,6 @@ def test_a_window_starting_during_an_outage_names_the_outage_as_old_status() -> 
     assert changes == {
         "scheduled": ("operational", "operational"),  # recorded a day ago, before the outage
         "in_progress": ("major_outage", "under_maintenance"),
-        "completed": ("under_maintenance", "major_outage"),  # the outage outlasted the window
+        # the outage outlasted the window: verifying until the component is back
+        "verifying": ("under_maintenance", "major_outage"),
     }

@@ -160,6 +160,18 @@ def test_incidents_list_newest_first_with_limit(store: SqlStore) -> None:
     assert [i.id for i in store.list_incidents(unresolved_only=True)] == ["inc-3", "inc-2", "inc-0"]
     with pytest.raises(NotFound):
         store.get_incident("nope")
+    # the status page's history: incidents open at some time in [since, until)
+    assert [i.id for i in store.list_incidents(active_since=T0 + 150)] == [
+        "inc-3",
+        "inc-2",
+        "inc-0",
+    ]
+    assert [i.id for i in store.list_incidents(active_since=T0 + 100)] == [
+        "inc-3", "inc-2", "inc-1", "inc-0",
+    ]  # fmt: skip
+    span = store.list_incidents(active_since=T0 + 100, opened_before=T0 + 120)
+    assert [i.id for i in span] == ["inc-1", "inc-0"]
+    assert [i.id for i in store.list_incidents(opened_before=T0 + 60, limit=1)] == ["inc-0"]
 
 
 def test_engine_state_roundtrip(store: SqlStore) -> None:

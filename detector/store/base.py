@@ -74,8 +74,17 @@ class Store(Protocol):
     def load_engine_state(self) -> dict[str, Any] | None: ...
 
     # --- incidents (read side and manual updates)
-    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
-        """Newest first, with their updates (oldest first)."""
+    def list_incidents(
+        self,
+        *,
+        unresolved_only: bool = False,
+        limit: int = 50,
+        active_since: float | None = None,
+        opened_before: float | None = None,
+    ) -> list[Incident]:
+        """Newest first, with their updates (oldest first). `active_since`: only those still
+        open at or resolved after that time; `opened_before`: only those opened before it
+        (both together: the incidents open at some time in that span, for history)."""
 
     def get_incident(self, incident_id: str) -> Incident:
         """Raises NotFound."""
@@ -113,7 +122,8 @@ class Store(Protocol):
         """Ends it now (or deletes it if it has not started); raises NotFound."""
 
     def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
-        """Active and upcoming windows, soonest first."""
+        """Windows ending after `ending_after`, soonest first: active and upcoming ones, or
+        (with a past time) those of a span of history too."""
 
     # --- history for `detector export`
     def export_events(self, since: float, until: float) -> Iterator[Event]:

@@ -238,10 +238,22 @@ class SqlStore:
                 updates[update.incident_id].append(tables.to_update(update))
         return [tables.to_incident(row, updates[row.id]) for row in rows]
 
-    def list_incidents(self, *, unresolved_only: bool = False, limit: int = 50) -> list[Incident]:
+    def list_incidents(
+        self,
+        *,
+        unresolved_only: bool = False,
+        limit: int = 50,
+        active_since: float | None = None,
+        opened_before: float | None = None,
+    ) -> list[Incident]:
         query = select(IncidentRow)
         if unresolved_only:
             query = query.where(col(IncidentRow.status) != IncidentStatus.RESOLVED.value)
+        if active_since is not None:
+            resolved = col(IncidentRow.resolved_at)
+            query = query.where(resolved.is_(None) | (resolved >= active_since))
+        if opened_before is not None:
+            query = query.where(col(IncidentRow.opened_at) < opened_before)
         query = query.order_by(col(IncidentRow.opened_at).desc(), col(IncidentRow.id).desc())
         with self._session("list incidents") as session:
             return self._read_incidents(session, session.exec(query.limit(limit)).all())

@@ -22,7 +22,8 @@ from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
 from detector.web import statuspage
-from detector.web.page import HISTORY_SECONDS, render_status_page
+from detector.web.page import HISTORY_SECONDS
+from detector.web.site import Site
 from detector.web.write import ApiError, Control, WriteApi, json_response
 
 log = structlog.get_logger(__name__)
@@ -132,11 +133,6 @@ class _Api:
 
         return handler
 
-    async def status_page(self, request: web.Request) -> web.Response:
-        snapshot = await self.read_store(request, "page", self.clock.now())
-        html = render_status_page(snapshot)
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
-
 
 # The page needs no script, image, font, frame or form: only its own <style> and style
 # attributes. Everything else is refused, so injected markup could do nothing.
@@ -168,7 +164,8 @@ _PUBLIC: list[tuple[str, Callable[[statuspage.Snapshot], Any], IncidentsWanted, 
     # incidents too: a component's status before a window starts is its incidents'
     ("scheduled-maintenances.json", statuspage.scheduled_maintenances, "page", HISTORY_SECONDS),
     ("scheduled-maintenances/upcoming.json", statuspage.upcoming_maintenances, "page", 0.0),
-    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", 0.0),
+    # ended windows too: one is `verifying` while a component it covered is not back
+    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", HISTORY_SECONDS),
 ]
 
 
@@ -184,6 +181,7 @@ def make_app(
     max_body_bytes: int = 64 * 1024,
     page_url: str = "",
     page_id: str = "detector",
+    page_language: str = "en",
 ) -> web.Application:
     """The one aiohttp application. `page_url` is the public base URL of the status page
     (for Statuspage `url` and incident `shortlink`); empty means the request's own host."""
@@ -194,6 +192,7 @@ def make_app(
         group_names=dict(statuspage.DEFAULT_GROUP_NAMES if group_names is None else group_names),
     )
     api = _Api(store, control, metrics, clock, page)
+    site = Site(store, clock, page, page_language)
     writes = WriteApi(store, control, clock, token or None, max_body_bytes)
     app = web.Application(middlewares=[api.errors], client_max_size=max_body_bytes)
     app.on_response_prepare.append(_security_headers)
@@ -206,7 +205,12 @@ def make_app(
             web.get("/metrics", api.metrics_page),
             web.get("/healthz", api.healthz),
             web.get("/readyz", api.readyz),
-            web.get("/", api.status_page),
+            web.get("/", site.index),
+            web.get("/history", site.history),
+            web.get("/history.atom", site.feed("atom")),
+            web.get("/history.rss", site.feed("rss")),
+            web.get("/history/{month}", site.history),
+            web.get("/incidents/{id}", site.incident),
             *public,
             web.post("/api/v1/deploys", writes.post_deploy),
             web.post("/api/v1/deploys/{id}/bad", writes.flag_deploy_bad),

@@ -34,6 +34,12 @@ IMPACT_BY_STATUS: Mapping[ComponentStatus, str] = {
     ComponentStatus.MAJOR_OUTAGE: "critical",
 }
 
+# detector writes no postmortems; Statuspage clients expect the fields (null)
+NO_POSTMORTEM: Mapping[str, None] = {
+    "postmortem_body": None,
+    "postmortem_body_last_updated_at": None,
+}
+
 INDICATOR_DESCRIPTIONS: Mapping[str, str] = {
     "none": "All Systems Operational",
     "minor": "Minor Service Outage",
@@ -242,6 +248,7 @@ def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
         "page_id": snapshot.page.id,
         "incident_updates": _incident_updates(incident, component, snapshot),
         "components": [component],
+        **NO_POSTMORTEM,
     }
 
 
@@ -252,10 +259,18 @@ def unresolved(incidents: Sequence[Incident]) -> list[Incident]:
 # ---------------------------------------------------------------------------- maintenance
 
 
-def maintenance_status(maintenance: Maintenance, now: float) -> str:
+def maintenance_status(maintenance: Maintenance, snapshot: Snapshot) -> str:
+    """`verifying` once the window has ended while a component it covered is not back to
+    operational by its incidents; `completed` when all are."""
+    now = snapshot.now
     if now < maintenance.start:
         return "scheduled"
-    return "in_progress" if now < maintenance.end else "completed"
+    if now < maintenance.end:
+        return "in_progress"
+    ok = ComponentStatus.OPERATIONAL
+    latest = float("inf")  # every update so far, the one at `now` too
+    back = all(component_status_at(snapshot, c, latest) is ok for c in maintenance.components)
+    return "completed" if back else "verifying"
 
 
 def _maintenance_updates(maintenance: Maintenance, snapshot: Snapshot) -> list[Json]:
@@ -269,9 +284,10 @@ def _maintenance_updates(maintenance: Maintenance, snapshot: Snapshot) -> list[J
     if snapshot.now >= maintenance.start:
         before = [component_status_at(snapshot, c, maintenance.start) for c in ids]
         stages.append(("in_progress", maintenance.start, before, [blue] * len(ids)))
-    if snapshot.now >= maintenance.end:
+    if snapshot.now >= maintenance.end:  # verifying or completed
         after = [component_status_at(snapshot, c, maintenance.end) for c in ids]
-        stages.append(("completed", maintenance.end, [blue] * len(ids), after))
+        stage = maintenance_status(maintenance, snapshot)
+        stages.append((stage, maintenance.end, [blue] * len(ids), after))
     components = [_component_for(c, snapshot) for c in ids]
     out = []
     for number, (stage, at, old, new) in reversed(list(enumerate(stages, start=1))):
@@ -284,8 +300,7 @@ def _maintenance_updates(maintenance: Maintenance, snapshot: Snapshot) -> list[J
 def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
     """`created_at` is when it was recorded (null when the store does not know), never its
     start; `started_at` stays null until it starts; `updated_at` is its latest stage."""
-    now = snapshot.now
-    status = maintenance_status(maintenance, now)
+    status = maintenance_status(maintenance, snapshot)
     components = [_component_for(c, snapshot) for c in maintenance.components]
     updated = maintenance.created_at
     if status != "scheduled":
@@ -306,6 +321,7 @@ def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
         "components": components,
         "scheduled_for": _time(maintenance.start),
         "scheduled_until": _time(maintenance.end),
+        **NO_POSTMORTEM,
     }
 
 
@@ -380,14 +396,14 @@ def unresolved_incidents(snapshot: Snapshot) -> Json:
 
 
 def _maintenances(snapshot: Snapshot, *states: str) -> Json:
-    chosen = [m for m in snapshot.maintenances if maintenance_status(m, snapshot.now) in states]
+    chosen = [m for m in snapshot.maintenances if maintenance_status(m, snapshot) in states]
     listed = [maintenance_json(m, snapshot) for m in chosen]
     return {"page": page_json(snapshot), "scheduled_maintenances": listed}
 
 
 def scheduled_maintenances(snapshot: Snapshot) -> Json:
     """/api/v2/scheduled-maintenances.json: every maintenance in the snapshot."""
-    return _maintenances(snapshot, "scheduled", "in_progress", "completed")
+    return _maintenances(snapshot, "scheduled", "in_progress", "verifying", "completed")
 
 
 def upcoming_maintenances(snapshot: Snapshot) -> Json:
@@ -396,5 +412,5 @@ def upcoming_maintenances(snapshot: Snapshot) -> Json:
 
 
 def active_maintenances(snapshot: Snapshot) -> Json:
-    """/api/v2/scheduled-maintenances/active.json"""
-    return _maintenances(snapshot, "in_progress")
+    """/api/v2/scheduled-maintenances/active.json: in progress or verifying"""
+    return _maintenances(snapshot, "in_progress", "verifying")
