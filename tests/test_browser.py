@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import apikit
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -23,7 +22,6 @@ from detector.model import Maintenance
 from detector.store.sql import SqlStore
 from detector.web.app import make_app
 
-store, clock = apikit.store, apikit.clock
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,7 +11,6 @@ from apikit import NOW, Client, commit, open_incident
 from detector.model import ComponentStatus, IncidentStatus, IncidentUpdate
 from detector.store.sql import SqlStore
 
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 

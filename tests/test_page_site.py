@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import re
 
-import apikit
 from apikit import NOW, Client, ClientFactory, commit, open_incident
 
 from detector.model import ComponentStatus, IncidentStatus, IncidentUpdate, Maintenance
 from detector.store.sql import SqlStore
 
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 PARTIAL = ComponentStatus.PARTIAL_OUTAGE
 
 

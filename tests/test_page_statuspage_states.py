@@ -3,13 +3,10 @@ completed) on every maintenance endpoint, and the postmortem fields, over HTTP."
 
 from __future__ import annotations
 
-import apikit
 from apikit import NOW, Client, commit, open_incident
 
 from detector.model import IncidentStatus, Maintenance
 from detector.store.sql import SqlStore
-
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 
 def windows(store: SqlStore) -> None:
