@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
+
+from detector.timeutil import format_time
+
+if TYPE_CHECKING:  # the parsed form lives with its parser; model stays stdlib-only
+    from detector.engine.when import When
 
 
 class ComponentStatus(StrEnum):
@@ -132,19 +137,6 @@ Event = ProbeResult | Deploy | DeployFlaggedBad | Maintenance
 # ---------------------------------------------------------------------------------- rules
 
 
-class Condition(Protocol):
-    """A parsed `when` expression. Never Python `eval`: a small typed AST."""
-
-    text: str
-    metrics: frozenset[str]
-
-    def evaluate(self, values: Mapping[str, float]) -> bool: ...
-
-    def explain(self, values: Mapping[str, float]) -> str:
-        """The comparisons with the values seen, e.g. `error_ratio (0.42) >= 0.3`."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class Match:
     kind: str | None = None
@@ -155,7 +147,7 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class Impact:
     status: ComponentStatus
-    when: Condition
+    when: When  # a parsed `when` expression (never Python `eval`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +225,38 @@ def incident_fields(incident: Incident) -> dict[str, Any]:
         "resolved_at": incident.resolved_at,
         "markets": list(incident.markets),
     }
+
+
+def incident_to_dict(incident: Incident) -> dict[str, Any]:
+    """The one JSON form of an incident with its timeline, exactly DESIGN's replay object
+    (replay, rule tests, webhooks)."""
+    return {
+        "id": incident.id,
+        "rule": incident.rule,
+        "component": incident.component,
+        "title": incident.title,
+        "cause": incident.cause,
+        "deploy": incident.deploy,
+        "impact": str(incident.impact),
+        "opened_at": format_time(incident.opened_at),
+        "resolved_at": _time(incident.resolved_at),
+        "markets": list(incident.markets),
+        "updates": [update_to_dict(update) for update in incident.updates],
+    }
+
+
+def update_to_dict(update: IncidentUpdate) -> dict[str, Any]:
+    return {
+        "at": format_time(update.at),
+        "status": str(update.status),
+        "component_status": str(update.component_status),
+        "body": update.body,
+        "evidence": update.evidence,
+    }
+
+
+def _time(moment: float | None) -> str | None:
+    return None if moment is None else format_time(moment)
 
 
 @dataclass(slots=True)

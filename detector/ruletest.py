@@ -16,7 +16,7 @@ import yaml
 
 from detector.engine.rulefile import RuleFileError, load_rules
 from detector.events import EventsError, read_events
-from detector.model import Event, Incident, ProbeResult, Rule
+from detector.model import Event, Incident, ProbeResult, Rule, incident_to_dict
 from detector.replay import Replayer
 from detector.timeutil import TimeFormatError, format_time, parse_duration, parse_time
 
@@ -99,16 +99,11 @@ def _merge(streams: list[list[Event]]) -> list[Event]:
     return merged
 
 
-def _incident_view(incident: Incident) -> dict[str, Any]:
-    return {
-        "rule": incident.rule,
-        "component": incident.component,
+def _live_view(incident: Incident) -> dict[str, Any]:
+    """The replay form plus where the incident stands now, which expectations compare."""
+    return incident_to_dict(incident) | {
         "status": str(incident.status),
         "component_status": str(incident.component_status),
-        "title": incident.title,
-        "cause": incident.cause,
-        "deploy": incident.deploy,
-        "impact": str(incident.impact),
     }
 
 
@@ -193,7 +188,7 @@ class TestFile:
             moment, label, wanted = expect
             replayer.advance_to(moment)
             got = sorted(
-                (_incident_view(i) for i in replayer.engine.open_incidents()),
+                (_live_view(i) for i in replayer.engine.open_incidents()),
                 key=lambda v: (v["rule"], v["component"]),
             )
             if not compare(wanted, got):

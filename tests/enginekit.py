@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from detector.engine import Engine
-from detector.engine.when import parse_condition
+from detector.engine.when import parse_when
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -25,9 +25,9 @@ def rule(name: str = "labels", **overrides: Any) -> Rule:
         name=name,
         match=Match(kind="label_creation", component="carriers/*"),
         impact=(
-            Impact(ComponentStatus.MAJOR_OUTAGE, parse_condition("error_ratio >= 0.9")),
-            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_condition("error_ratio >= 0.3")),
-            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_condition("latency_p95 > 5s")),
+            Impact(ComponentStatus.MAJOR_OUTAGE, parse_when("error_ratio >= 0.9")),
+            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_when("error_ratio >= 0.3")),
+            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_when("latency_p95 > 5s")),
         ),
         description="label creation failing",
         title="{component_name}: label creation failing{markets}",

@@ -52,6 +52,7 @@ EXPECTED: dict[str, Any] = {
             "impact": "major_outage",
             "opened_at": "2026-11-28T10:16:00Z",
             "resolved_at": "2026-11-28T10:28:00Z",
+            "markets": ["DE"],
             "updates": [
                 {"at": "2026-11-28T10:16:00Z", "status": "investigating",
                  "component_status": "major_outage"},
@@ -72,6 +73,7 @@ EXPECTED: dict[str, Any] = {
             "impact": "major_outage",
             "opened_at": "2026-11-28T10:31:00Z",
             "resolved_at": None,
+            "markets": ["US"],
             "updates": [
                 {"at": "2026-11-28T10:31:00Z", "status": "investigating",
                  "component_status": "partial_outage"},
@@ -94,9 +96,9 @@ EXPECTED: dict[str, Any] = {
 
 INCIDENT_KEYS = [
     "id", "rule", "component", "title", "cause", "deploy", "impact", "opened_at", "resolved_at",
-    "updates",
+    "markets", "updates",
 ]  # fmt: skip
-UPDATE_KEYS = ["at", "status", "component_status", "body"]
+UPDATE_KEYS = ["at", "status", "component_status", "body", "evidence"]
 EPISODE_KEYS = ["rule", "component", "started_at", "ended_at", "outcome"]
 
 
@@ -111,7 +113,12 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
 def without_ids_and_bodies(document: dict[str, Any]) -> dict[str, Any]:
     incidents = [
         {k: v for k, v in incident.items() if k != "id"}
-        | {"updates": [{k: v for k, v in u.items() if k != "body"} for u in incident["updates"]]}
+        | {
+            "updates": [
+                {k: v for k, v in u.items() if k not in ("body", "evidence")}
+                for u in incident["updates"]
+            ]
+        }
         for incident in document["incidents"]
     ]
     return {"incidents": incidents, "episodes": document["episodes"]}

@@ -12,13 +12,14 @@ A series with none of these would reach the same verdict as last time.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from detector.engine.calendar import Calendar
+from detector.engine.lifecycle import Lifecycle
 from detector.engine.rulematch import compile_match, component_matches, rank_rules
-from detector.engine.series import Calendar, Series, SeriesKey
+from detector.engine.series import Series, SeriesError, SeriesKey
 from detector.engine.texts import Texts
 from detector.engine.when import LATENCY_METRICS
 from detector.engine.window import Entry, Window
@@ -28,25 +29,17 @@ from detector.model import (
     Deploy,
     DeployFlaggedBad,
     Episode,
-    EpisodeEnded,
-    EpisodeOutcome,
     Event,
     Incident,
-    IncidentOpened,
-    IncidentResolved,
     IncidentStatus,
-    IncidentUpdate,
-    IncidentUpdated,
     Maintenance,
     NoData,
     ProbeResult,
     Rule,
 )
 
-_OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
 
-
-class Engine:
+class Engine(Lifecycle):
     def __init__(
         self, rules: Sequence[Rule], component_names: Mapping[str, str] | None = None
     ) -> None:
@@ -59,7 +52,11 @@ class Engine:
         self._wakes: list[tuple[float, SeriesKey]] = []
         self._open_by_rule: Counter[str] = Counter()
         self._last_eval: float | None = None
-        self._orphans: list[Series] = []
+        # Series whose rule vanished (or stopped matching) on reload while their incident was
+        # open: kept open, never publicly resolved by a reload; see orphans().
+        self.orphaned: dict[SeriesKey, Series] = {}
+        self.errors: list[SeriesError] = []  # series whose step raised in the last evaluate
+        self.broken: dict[SeriesKey, int] = {}  # consecutive failed passes per series
         self.set_rules(rules)
 
     # ------------------------------------------------------------------ configuration
@@ -80,14 +77,21 @@ class Engine:
         self._ordered_rules = sorted(self._rank, key=self._rank.__getitem__)
         self._match_cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
         for key, series in list(self.series.items()):
-            if key[0] not in self.rules or not component_matches(self.rules[key[0]], key[1]):
+            if not self._watches(key):
                 del self.series[key]
                 self._dirty.discard(series)
                 if series.incident is not None:
-                    self._orphans.append(series)  # resolved at the next evaluation
-            else:
-                series.window.track_latency(self._latency[key[0]])
-                self._dirty.add(series)  # timings may have changed
+                    self.orphaned[key] = series
+        for key in list(self.orphaned):
+            if self._watches(key):  # its rule came back: the series picks the incident up
+                self.series[key] = self.orphaned.pop(key)
+        for key, series in self.series.items():
+            series.window.track_latency(self._latency[key[0]])
+            self._dirty.add(series)  # timings may have changed
+
+    def _watches(self, key: SeriesKey) -> bool:
+        rule = self.rules.get(key[0])
+        return rule is not None and component_matches(rule, key[1])
 
     def rules_for(self, kind: str, component: str, probe: str) -> tuple[Rule, ...]:
         cache_key = (kind, component, probe)
@@ -151,23 +155,54 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, now: float) -> list[Decision]:
+        """Step every series whose inputs changed. A series whose step raises is recorded in
+        `errors` and `broken` and skipped: one bad rule, series or deploy never costs the
+        other components their decisions."""
         decisions: list[Decision] = []
+        self.errors = []
+        if self._last_eval is not None and now < self._last_eval:
+            self._clock_stepped_back(self._last_eval - now, now)
         due = self._collect_due(now)
         resolved_any = False
         for series in self._in_order(due):
-            resolved_any |= self._step(series, now, decisions)
-        for series in self._orphans:
-            self._resolve(series, now, "The rule that opened this incident was removed.", decisions)
-            resolved_any = True
-        self._orphans.clear()
+            resolved_any |= self._guarded_step(series, now, decisions)
         if resolved_any:  # an inhibitor may have let go: inhibited episodes get their turn
             waiting = [s for s in self.series.values() if s.inhibited and s.incident is None]
             for series in self._in_order(waiting):
-                self._step(series, now, decisions)
+                self._guarded_step(series, now, decisions)
         self._last_eval = now
         if decisions:
             self.changed = True
         return decisions
+
+    def _guarded_step(self, series: Series, now: float, out: list[Decision]) -> bool:
+        try:
+            resolved = self._step(series, now, out)
+        except Exception as error:
+            key = series.key
+            self.broken[key] = self.broken.get(key, 0) + 1
+            self.errors.append(SeriesError(series.rule, series.component, _one_line(error)))
+            self._dirty.add(series)  # retried at the next evaluation
+            return False
+        if self.broken:
+            self.broken.pop(series.key, None)
+        return resolved
+
+    def _clock_stepped_back(self, step: float, now: float) -> None:
+        """The caller's wall clock jumped back by (at least) `step`. Times stamped before the
+        jump lie in the future now; moved back by the step, windows still empty and clocks
+        still run out at the right moment instead of an hour late."""
+        for series in (*self.series.values(), *self.orphaned.values()):
+            series.window.shift_after(now, step)
+            for slot in ("failing_since", "stable_since", "fresh_after"):
+                moment = getattr(series, slot)
+                if moment is not None and moment > now:
+                    setattr(series, slot, moment - step)
+            series.timer_at = series.wake_at = None
+        self._timers.clear()
+        self._wakes.clear()
+        self._dirty.update(self.series.values())  # re-arms every timer from the moved clocks
+        self._last_eval = now
 
     def next_deadline(self) -> float | None:
         """When the caller must evaluate next: an open/resolve deadline, a maintenance
@@ -252,192 +287,27 @@ class Engine:
                 return  # verdict, status and clocks unchanged
             series.failing = rule.no_data is NoData.FAILING
             series.status = rule.impact[0].status if series.failing else None
-            series.values, series.condition, series.no_data = None, None, count
+            series.values, series.matched, series.short_count = None, None, count
             return
         values = window.metrics(self._needs[rule.name])
-        series.values, series.no_data = values, None
+        series.values, series.short_count = values, None
         for impact in rule.impact:
             if impact.when.evaluate(values):
-                series.failing, series.status, series.condition = True, impact.status, impact.when
+                series.failing, series.status, series.matched = True, impact.status, impact.when
                 return
-        series.failing, series.status, series.condition = False, None, None
-
-    def explain(self, series: Series) -> str:
-        """Why the last judgement came out as it did, with the values seen."""
-        rule = self.rules[series.rule]
-        if series.no_data is not None:
-            return self.texts.no_data(rule, series.no_data)
-        if series.values is None:
-            return "no evaluation since restart"
-        if series.condition is not None:
-            return series.condition.explain(series.values)
-        checked = "; ".join(impact.when.explain(series.values) for impact in rule.impact)
-        return f"no impact condition holds (false: {checked})"
-
-    def _on_failing(self, series: Series, rule: Rule, now: float, out: list[Decision]) -> None:
-        if series.failing_since is None:
-            series.failing_since = now
-            self.changed = True
-            deploy = self.calendar.deploy_before(series.component, now, rule.deploy_window)
-            series.deploy_cause = deploy.id if deploy else None
-        incident = series.incident
-        status = series.status or rule.impact[0].status
-        if incident is not None:
-            if incident.status is IncidentStatus.MONITORING:
-                incident.status = IncidentStatus.INVESTIGATING
-                series.stable_since = None
-                body = self.texts.relapse(self.explain(series))
-                self._update(incident, now, status, body, out)
-            elif status is not incident.component_status:
-                body = self.texts.impact_change(status, self.explain(series))
-                self._update(incident, now, status, body, out)
-            return
-        deploy = self._deploy_cause(series)
-        if deploy is None and now - series.failing_since < rule.open_after:
-            return
-        if any(self._open_by_rule[name] for name in rule.inhibited_by):
-            series.inhibited = True
-            return
-        self._open(series, rule, now, status, deploy, out)
-
-    def _deploy_cause(self, series: Series) -> Deploy | None:
-        if series.deploy_cause is not None:
-            deploy = self.calendar.deploys.get(series.deploy_cause)
-            if deploy is not None:
-                return deploy
-        assert series.failing_since is not None
-        return self.calendar.flagged_during(series.component, series.failing_since)
-
-    def _on_stable(self, series: Series, rule: Rule, now: float, out: list[Decision]) -> bool:
-        incident = series.incident
-        if incident is None:
-            return False
-        if incident.status in _OPEN:
-            incident.status = IncidentStatus.MONITORING
-            series.stable_since = now
-            body = self.texts.recovering(self.explain(series), rule.resolve_after)
-            self._update(incident, now, incident.component_status, body, out)
-        elif series.stable_since is not None and now - series.stable_since >= rule.resolve_after:
-            self._resolve(series, now, self.texts.resolved(now - series.stable_since), out)
-            return True
-        return False
-
-    # ------------------------------------------------------------------ incident lifecycle
-    def _open(
-        self,
-        series: Series,
-        rule: Rule,
-        now: float,
-        status: ComponentStatus,
-        deploy: Deploy | None,
-        out: list[Decision],
-    ) -> None:
-        assert series.failing_since is not None
-        markets = series.window.failed_markets()
-        fields = self.texts.fields(series, rule, now, markets, deploy, self.explain(series))
-        incident = Incident(
-            id=incident_id(rule.name, series.component, now),
-            rule=rule.name,
-            component=series.component,
-            title=rule.title.format(**fields),
-            cause="deploy" if deploy else "sustained",
-            deploy=deploy.id if deploy else None,
-            impact=status,
-            status=IncidentStatus.INVESTIGATING,
-            component_status=status,
-            opened_at=now,
-            markets=markets,
-        )
-        body = rule.message.format(**fields)
-        if deploy is not None:
-            body += self.texts.deploy_note(deploy, series.failing_since)
-        incident.updates.append(IncidentUpdate(now, incident.status, status, body))
-        series.incident = incident
-        series.inhibited = False
-        self._open_by_rule[rule.name] += 1
-        out.append(IncidentOpened(incident))
-
-    def _update(
-        self,
-        incident: Incident,
-        now: float,
-        status: ComponentStatus,
-        body: str,
-        out: list[Decision],
-    ) -> None:
-        incident.component_status = status
-        if status.severity > incident.impact.severity:
-            incident.impact = status
-        update = IncidentUpdate(now, incident.status, status, body)
-        incident.updates.append(update)
-        out.append(IncidentUpdated(incident, update))
-
-    def _resolve(self, series: Series, now: float, body: str, out: list[Decision]) -> None:
-        incident = series.incident
-        assert incident is not None
-        incident.status = IncidentStatus.RESOLVED
-        incident.component_status = ComponentStatus.OPERATIONAL
-        incident.resolved_at = now
-        update = IncidentUpdate(now, IncidentStatus.RESOLVED, ComponentStatus.OPERATIONAL, body)
-        incident.updates.append(update)
-        series.incident = None
-        series.stable_since = None
-        self._open_by_rule[incident.rule] -= 1
-        out.append(IncidentResolved(incident, update))
-
-    def _end_episode(
-        self, series: Series, now: float, outcome: EpisodeOutcome | None, out: list[Decision]
-    ) -> None:
-        if series.failing_since is None:
-            return
-        if outcome is None:
-            outcome = (
-                "incident"
-                if series.incident is not None
-                else "inhibited"
-                if series.inhibited
-                else "too_short"
-            )
-        incident_id_ = series.incident.id if series.incident is not None else None
-        episode = Episode(
-            series.rule, series.component, series.failing_since, now, outcome, incident_id_
-        )
-        out.append(EpisodeEnded(episode))
-        series.failing_since = None
-        series.deploy_cause = None
-        series.inhibited = False
-        self.changed = True
-
-    # ------------------------------------------------------------------ manual updates
-    def manual_update(
-        self, incident_id_: str, status: IncidentStatus, body: str, now: float
-    ) -> list[Decision]:
-        """On-call moves an open incident to identified / monitoring / resolved."""
-        series = next(
-            (s for s in self.series.values() if s.incident and s.incident.id == incident_id_),
-            None,
-        )
-        if series is None or series.incident is None:
-            raise KeyError(incident_id_)
-        out: list[Decision] = []
-        incident = series.incident
-        if status is IncidentStatus.RESOLVED:
-            self._end_episode(series, now, "incident", out)
-            self._resolve(series, now, body, out)
-            if series.failing:  # still failing: a fresh episode, a fresh open_after clock
-                series.failing_since = now
-        else:
-            incident.status = status
-            if status is IncidentStatus.MONITORING:
-                series.stable_since = now
-            self._update(incident, now, incident.component_status, body, out)
-        self._schedule(series, self.rules[series.rule], now)
-        self.changed = True
-        return out
+        series.failing, series.status, series.matched = False, None, None
 
     # ------------------------------------------------------------------ views
     def open_incidents(self) -> list[Incident]:
-        return [s.incident for s in self.series.values() if s.incident is not None]
+        return [s.incident for s in self._all_series() if s.incident is not None]
+
+    def orphans(self) -> list[Incident]:
+        """Open incidents whose rule was removed or no longer matches their component: they
+        stay open until on-call resolves them (manual_update) or the rule comes back."""
+        return [s.incident for s in self.orphaned.values() if s.incident is not None]
+
+    def _all_series(self) -> list[Series]:
+        return [*self.series.values(), *self.orphaned.values()]
 
     def component_statuses(
         self, now: float, components: Iterable[str] = ()
@@ -446,7 +316,7 @@ class Engine:
         statuses: dict[str, ComponentStatus] = dict.fromkeys(
             components, ComponentStatus.OPERATIONAL
         )
-        for series in self.series.values():
+        for series in self._all_series():
             statuses.setdefault(series.component, ComponentStatus.OPERATIONAL)
             incident = series.incident
             if incident is not None and (
@@ -515,17 +385,15 @@ class Engine:
     def restore_counts(self) -> None:
         """Recount open incidents per rule and re-arm timers after a state restore."""
         self._open_by_rule = Counter(
-            s.incident.rule for s in self.series.values() if s.incident is not None
+            s.incident.rule for s in self._all_series() if s.incident is not None
         )
         for series in self.series.values():
             self._dirty.add(series)
 
 
-def incident_id(rule: str, component: str, opened_at: float) -> str:
-    """Deterministic, so replay is repeatable and two writers of one incident collide."""
-    digest = hashlib.sha1(f"{rule}|{component}|{opened_at:.3f}".encode(), usedforsecurity=False)
-    return digest.hexdigest()[:12]
-
-
 def _component(series: Series) -> str:
     return series.component
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())

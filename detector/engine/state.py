@@ -54,7 +54,7 @@ def dump_state(engine: Engine) -> dict[str, Any]:
             "stable_since": s.stable_since,
             "incident": incident_fields(s.incident) if s.incident else None,
         }
-        for s in engine.series.values()
+        for s in (*engine.series.values(), *engine.orphaned.values())
         if s.failing or s.failing_since is not None or s.incident is not None
     ]
     calendar = engine.calendar
@@ -94,7 +94,7 @@ def load_state(
     restored_at: float | None = None,
 ) -> Engine:
     """A new engine holding `state`; series of rules that no longer exist are dropped,
-    and their open incidents resolved at the first evaluation (as on a reload). With
+    their open incidents kept as orphans (as on a reload). With
     `restored_at`, restored series hold their verdict until a result at least that new."""
     engine = Engine(rules, component_names)
     if state and state.get("version") == STATE_VERSION:
@@ -131,6 +131,6 @@ def load_state(
             engine.series[series.key] = series
     for result in recent_results:  # older than restored_at: rebuilds windows, proves nothing
         engine.observe(result)
-    engine.set_rules(rules)  # drops series of vanished rules, queues their incidents
+    engine.set_rules(rules)  # drops series of vanished rules, orphans their incidents
     engine.restore_counts()
     return engine

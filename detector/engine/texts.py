@@ -14,18 +14,6 @@ from detector.engine.when import METRICS
 from detector.model import ComponentStatus, Deploy, Rule
 from detector.timeutil import format_duration, format_time
 
-_STATUS_WORDS = {
-    ComponentStatus.OPERATIONAL: "operational",
-    ComponentStatus.DEGRADED_PERFORMANCE: "degraded performance",
-    ComponentStatus.PARTIAL_OUTAGE: "partial outage",
-    ComponentStatus.MAJOR_OUTAGE: "major outage",
-    ComponentStatus.UNDER_MAINTENANCE: "under maintenance",
-}
-
-
-def status_words(status: ComponentStatus) -> str:
-    return _STATUS_WORDS[status]
-
 
 class Texts:
     def __init__(self, component_names: Mapping[str, str]) -> None:
@@ -59,7 +47,7 @@ class Texts:
             description=rule.description or f"{rule.name} failing",
             markets=f" ({', '.join(markets)})" if markets else "",
             explanation=explanation,
-            status=status_words(status),
+            status=status.words,
             deploy=deploy.id if deploy else "",
             failing_for=format_duration(now - series.failing_since),
         )
@@ -87,7 +75,7 @@ class Texts:
 
     @staticmethod
     def impact_change(status: ComponentStatus, explanation: str) -> str:
-        return f"Impact is now {status_words(status)}: {explanation}."
+        return f"Impact is now {status.words}: {explanation}."
 
     @staticmethod
     def recovering(explanation: str, resolve_after: float) -> str:
