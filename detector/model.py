@@ -150,6 +150,23 @@ class Impact:
     when: When  # a parsed `when` expression (never Python `eval`)
 
 
+# What public text (title, message, public_text) may name: nothing internal.
+PUBLIC_FIELDS = ("component_name", "markets", "market_list")
+Quorum = Literal["majority", "any", "all"] | int
+
+
+def quorum_needed(quorum: Quorum, instances: int) -> int:
+    """How many of `instances` must judge a series failing: majority of 1 is 1, of 2 is 2,
+    of 3 is 2; a number is taken as is (fewer instances reporting can never reach it)."""
+    if quorum == "majority":
+        return instances // 2 + 1
+    if quorum == "any":
+        return 1
+    if quorum == "all":
+        return max(instances, 1)
+    return quorum
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     name: str
@@ -163,9 +180,12 @@ class Rule:
     deploy_window: float = 900.0
     no_data: NoData = NoData.KEEP
     inhibited_by: tuple[str, ...] = ()
-    title: str = "{component_name}: {description}{markets}"
-    message: str = "{explanation}"
+    title: str = "{component_name}: failing{markets}"  # public; see PUBLIC_FIELDS
+    message: str = ""  # public opening sentence; "" = the default sentence of its status
     source: str = ""  # "file:line" of the rule, for messages
+    split_by: tuple[str, ...] = ()  # result labels: one series per value (e.g. market)
+    quorum: Quorum = "majority"  # instances that must agree a series fails
+    public_text: tuple[tuple[str, str], ...] = ()  # (incident status, template) overrides
 
     @property
     def metrics(self) -> frozenset[str]:

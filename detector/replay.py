@@ -140,10 +140,13 @@ def report_to_table(report: ReplayReport) -> str:
             + f"  opened {format_time(incident.opened_at)}  resolved {resolved}"
         )
         for update in incident.updates:
+            shown = "" if update.public else "(on-call only) "
             lines.append(
                 f"  {format_time(update.at)}  {update.status:<13} "
-                f"{update.component_status:<20} {update.body}"
+                f"{update.component_status:<20} {shown}{update.body}"
             )
+            if update.evidence:
+                lines.append(f"  {'':<22}why: {update.evidence}")
     if report.episodes:
         lines.append("")
         lines.append("episodes:")

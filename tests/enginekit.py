@@ -31,7 +31,6 @@ def rule(name: str = "labels", **overrides: Any) -> Rule:
         ),
         description="label creation failing",
         title="{component_name}: label creation failing{markets}",
-        message="Creating labels fails: {explanation}.",
     )
     return replace(base, **overrides)
 

@@ -46,9 +46,7 @@ def test_valid_full_file_has_every_key(in_data: None) -> None:
     assert rule.no_data is NoData.KEEP
     assert rule.inhibited_by == ("platform-api",)
     assert rule.title == "{component_name}: label creation failing{markets}"
-    assert rule.message == (
-        "Creating labels with {component_name} fails for {error_ratio:.0%} of attempts."
-    )
+    assert rule.message == ("Creating labels with {component_name} fails{markets}.")
     assert rule.source == "valid-full.yaml:6"
     assert rule.metrics == frozenset({"error_ratio", "latency_p95"})
 
@@ -60,8 +58,8 @@ def test_rule_settings_override_file_defaults(in_data: None) -> None:
     assert (rule.open_after, rule.resolve_after, rule.deploy_window) == (90.0, 300.0, 1200.0)
     assert rule.no_data is NoData.FAILING
     assert rule.inhibited_by == ()
-    assert rule.title == "{component_name}: {description}{markets}"
-    assert rule.message == "{explanation}"
+    assert rule.title == "{component_name}: The public API fails{markets}"
+    assert rule.message == ""  # the default public sentence of each status
 
 
 def test_file_defaults_apply_to_the_rules_of_that_file_only(in_data: None) -> None:
@@ -79,9 +77,12 @@ def test_file_defaults_apply_to_the_rules_of_that_file_only(in_data: None) -> No
 
 def test_default_title_uses_description_or_rule_name(in_data: None) -> None:
     rules = load_rules(["valid-defaults.yaml"]).by_name
-    assert rules["order-import-stale"].title == "{component_name}: {rule} failing{markets}"
-    assert rules["order-import-slow"].title == "{component_name}: {description}{markets}"
-    assert rules["order-import-stale"].message == "{explanation}"
+    # The description is literal text in the title, never a template of its own.
+    assert (
+        rules["order-import-stale"].title == "{component_name}: order-import-stale failing{markets}"
+    )
+    assert rules["order-import-slow"].title == "{component_name}: Orders arrive late{markets}"
+    assert rules["order-import-stale"].message == ""
 
 
 def test_directory_loads_yaml_and_yml_sorted_and_not_recursive(tmp_path: Path) -> None:
@@ -218,7 +219,8 @@ INVALID = {
     " and '.'",
     "invalid-rule-unknown-key.yaml": "4: rule 'carrier-down': unknown key 'threshold' in rule"
     " (allowed: name, description, match, window, min_results, open_after, resolve_after,"
-    " deploy_window, no_data, impact, inhibited_by, title, message)",
+    " deploy_window, no_data, impact, inhibited_by, title, message, split_by, quorum,"
+    " public_text)",
     "invalid-duplicate-key.yaml": "7: rule 'carrier-down': duplicate key 'window' in rule",
     "invalid-description-type.yaml": "3: rule 'carrier-down': description: expected a string,"
     " got a list",
@@ -267,12 +269,11 @@ INVALID = {
     "invalid-inhibited-by-string.yaml": "4: rule 'carrier-down': inhibited_by: expected a list"
     " of rule names, got a string (platform-api)",
     "invalid-title-unknown-field.yaml": "4: rule 'carrier-down': title: unknown field '{carrier}'"
-    " (known: component, component_name, rule, description, markets, explanation, status,"
-    f" deploy, failing_for, {KNOWN_METRICS})",
+    " (public text may use: component_name, markets, market_list)",
     "invalid-title-attribute.yaml": "4: rule 'carrier-down': title: '{component.__class__}':"
-    " only plain field names are allowed, e.g. {rule}",
+    " only plain field names are allowed, e.g. {component_name}",
     "invalid-message-format-spec.yaml": "6: rule 'carrier-down': message: field"
-    " '{error_ratio:.0Q}': Unknown format code 'Q' for object of type 'float'",
+    " '{component_name:.0Q}': Unknown format code 'Q' for object of type 'str'",
     "invalid-message-unbalanced.yaml": "6: rule 'carrier-down': message: expected '}'"
     " before end of string",
     "invalid-window-too-long.yaml": "4: rule 'carrier-down': window: at most 168h, got '3000000d'",

@@ -5,7 +5,7 @@ says, through `next_deadline()`, when it next needs to be asked. It reads no clo
 no I/O, which is what lets a 30-minute rule be tested in milliseconds and replay be exact.
 
 Logically every series is evaluated at every evaluation time. Only series whose inputs
-changed are actually stepped: new results, a timer (open/resolve deadline), the oldest
+changed are actually judged: new results, a timer (open/resolve deadline), the oldest
 result leaving the window, a maintenance boundary, a deploy flag or an inhibitor resolving.
 A series with none of these would reach the same verdict as last time.
 """
@@ -19,55 +19,53 @@ from collections.abc import Iterable, Mapping, Sequence
 from detector.engine.calendar import Calendar
 from detector.engine.lifecycle import Lifecycle
 from detector.engine.rulematch import compile_match, component_matches, rank_rules
-from detector.engine.series import Series, SeriesError, SeriesKey
+from detector.engine.series import Series, SeriesError, SeriesKey, Watch, WatchKey
 from detector.engine.texts import Texts
+from detector.engine.views import Views
 from detector.engine.when import LATENCY_METRICS
-from detector.engine.window import Entry, Window
+from detector.engine.window import Entry
 from detector.model import (
-    ComponentStatus,
     Decision,
     Deploy,
     DeployFlaggedBad,
-    Episode,
     Event,
-    Incident,
     IncidentStatus,
     Maintenance,
-    NoData,
     ProbeResult,
     Rule,
 )
 
+Due = dict[Watch, list[Series]]
 
-class Engine(Lifecycle):
+
+class Engine(Lifecycle, Views):
     def __init__(
         self, rules: Sequence[Rule], component_names: Mapping[str, str] | None = None
     ) -> None:
         self.texts = Texts(component_names or {})
         self.calendar = Calendar()
+        self.watches: dict[WatchKey, Watch] = {}
         self.series: dict[SeriesKey, Series] = {}
         self.changed = False  # persisted state changed since the caller last saved it
         self._dirty: set[Series] = set()
-        self._timers: list[tuple[float, SeriesKey]] = []
-        self._wakes: list[tuple[float, SeriesKey]] = []
+        self._dirty_watches: set[Watch] = set()  # stepped without re-judging any series
+        self._timers: list[tuple[float, SeriesKey]] = []  # open deadlines
+        self._wakes: list[tuple[float, SeriesKey]] = []  # oldest result leaving a window
+        self._resolves: list[tuple[float, WatchKey]] = []  # resolve deadlines
         self._open_by_rule: Counter[str] = Counter()
         self._last_eval: float | None = None
-        # Series whose rule vanished (or stopped matching) on reload while their incident was
+        # Watches whose rule vanished (or stopped matching) on reload while their incident was
         # open: kept open, never publicly resolved by a reload; see orphans().
-        self.orphaned: dict[SeriesKey, Series] = {}
-        self.errors: list[SeriesError] = []  # series whose step raised in the last evaluate
-        self.broken: dict[SeriesKey, int] = {}  # consecutive failed passes per series
+        self.orphaned: dict[WatchKey, Watch] = {}
+        self.errors: list[SeriesError] = []  # watches whose step raised in the last evaluate
+        self.broken: dict[WatchKey, int] = {}  # consecutive failed passes per watch
         self.set_rules(rules)
 
     # ------------------------------------------------------------------ configuration
     def set_rules(self, rules: Sequence[Rule]) -> None:
-        """Swap the rule set; series of rules whose name is unchanged keep their state."""
+        """Swap the rule set; watches of rules whose name is unchanged keep their state."""
         self.rules = {rule.name: rule for rule in rules}
         self._rank = rank_rules(rules)
-        self._inhibits: dict[str, list[str]] = {}
-        for rule in rules:
-            for target in rule.inhibited_by:
-                self._inhibits.setdefault(target, []).append(rule.name)
         self._patterns = {rule.name: compile_match(rule) for rule in rules}
         # Computed once per rule, not per judgement: which metrics its conditions read.
         self._needs = {rule.name: rule.metrics for rule in rules}
@@ -76,22 +74,34 @@ class Engine(Lifecycle):
         }
         self._ordered_rules = sorted(self._rank, key=self._rank.__getitem__)
         self._match_cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
-        for key, series in list(self.series.items()):
-            if not self._watches(key):
-                del self.series[key]
-                self._dirty.discard(series)
-                if series.incident is not None:
-                    self.orphaned[key] = series
+        for key, watch in list(self.watches.items()):
+            if not self._watches_still(key):
+                self._drop(watch)
+                if watch.incident is not None:
+                    self.orphaned[key] = watch
         for key in list(self.orphaned):
-            if self._watches(key):  # its rule came back: the series picks the incident up
-                self.series[key] = self.orphaned.pop(key)
-        for key, series in self.series.items():
-            series.window.track_latency(self._latency[key[0]])
-            self._dirty.add(series)  # timings may have changed
+            if self._watches_still(key):  # its rule came back: the watch picks the incident up
+                self._adopt(self.orphaned.pop(key))
+        for watch in self.watches.values():
+            for series in watch.series.values():
+                series.set_track_latency(self._latency[watch.rule])
+                self._dirty.add(series)  # timings may have changed
 
-    def _watches(self, key: SeriesKey) -> bool:
+    def _watches_still(self, key: WatchKey) -> bool:
         rule = self.rules.get(key[0])
         return rule is not None and component_matches(rule, key[1])
+
+    def _drop(self, watch: Watch) -> None:
+        del self.watches[watch.key]
+        for series in watch.series.values():
+            del self.series[series.key]
+            self._dirty.discard(series)
+        self._dirty_watches.discard(watch)
+
+    def _adopt(self, watch: Watch) -> None:
+        self.watches[watch.key] = watch
+        for series in watch.series.values():
+            self.series[series.key] = series
 
     def rules_for(self, kind: str, component: str, probe: str) -> tuple[Rule, ...]:
         cache_key = (kind, component, probe)
@@ -112,8 +122,11 @@ class Engine(Lifecycle):
             return
         entry = Entry(result.at, result.ok, result.latency_s, result.labels.get("market"))
         for rule in rules:
-            series = self._series(rule.name, result.component)
-            series.window.add(entry)
+            split = tuple(result.labels.get(label, "") for label in rule.split_by)
+            series = self.series.get((rule.name, result.component, split))
+            if series is None:
+                series = self._new_series(rule, result.component, split)
+            series.add(entry, result.instance, result.suspect)
             if series.fresh_after is not None and result.at >= series.fresh_after:
                 series.fresh_after = None
             self._dirty.add(series)
@@ -155,7 +168,7 @@ class Engine(Lifecycle):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, now: float) -> list[Decision]:
-        """Step every series whose inputs changed. A series whose step raises is recorded in
+        """Step every watch whose inputs changed. A watch whose step raises is recorded in
         `errors` and `broken` and skipped: one bad rule, series or deploy never costs the
         other components their decisions."""
         decisions: list[Decision] = []
@@ -164,43 +177,58 @@ class Engine(Lifecycle):
             self._clock_stepped_back(self._last_eval - now, now)
         due = self._collect_due(now)
         resolved_any = False
-        for series in self._in_order(due):
-            resolved_any |= self._guarded_step(series, now, decisions)
+        for watch in self._in_order(due):
+            resolved_any |= self._guarded_step(watch, due[watch], now, decisions)
         if resolved_any:  # an inhibitor may have let go: inhibited episodes get their turn
-            waiting = [s for s in self.series.values() if s.inhibited and s.incident is None]
-            for series in self._in_order(waiting):
-                self._guarded_step(series, now, decisions)
+            waiting: Due = {}
+            for watch in self.watches.values():
+                held = [s for s in watch.series.values() if s.inhibited]
+                if held and watch.incident is None:
+                    waiting[watch] = held
+            for watch in self._in_order(waiting):
+                self._guarded_step(watch, waiting[watch], now, decisions)
         self._last_eval = now
         if decisions:
             self.changed = True
         return decisions
 
-    def _guarded_step(self, series: Series, now: float, out: list[Decision]) -> bool:
+    def _guarded_step(
+        self, watch: Watch, due: list[Series], now: float, out: list[Decision]
+    ) -> bool:
         try:
-            resolved = self._step(series, now, out)
+            resolved = self._step(watch, due, now, out)
         except Exception as error:
-            key = series.key
+            key = watch.key
             self.broken[key] = self.broken.get(key, 0) + 1
-            self.errors.append(SeriesError(series.rule, series.component, _one_line(error)))
-            self._dirty.add(series)  # retried at the next evaluation
+            self.errors.append(SeriesError(watch.rule, watch.component, _one_line(error)))
+            self._dirty.update(due)  # retried at the next evaluation
+            self._dirty_watches.add(watch)
             return False
         if self.broken:
-            self.broken.pop(series.key, None)
+            self.broken.pop(watch.key, None)
         return resolved
 
     def _clock_stepped_back(self, step: float, now: float) -> None:
         """The caller's wall clock jumped back by (at least) `step`. Times stamped before the
         jump lie in the future now; moved back by the step, windows still empty and clocks
         still run out at the right moment instead of an hour late."""
-        for series in (*self.series.values(), *self.orphaned.values()):
-            series.window.shift_after(now, step)
-            for slot in ("failing_since", "stable_since", "fresh_after"):
-                moment = getattr(series, slot)
-                if moment is not None and moment > now:
-                    setattr(series, slot, moment - step)
-            series.timer_at = series.wake_at = None
-        self._timers.clear()
-        self._wakes.clear()
+        for watch in (*self.watches.values(), *self.orphaned.values()):
+            if watch.stable_since is not None and watch.stable_since > now:
+                watch.stable_since -= step
+            watch.timer_at = None
+            for series in watch.series.values():
+                for window in series.windows.values():
+                    window.shift_after(now, step)
+                series.suspects = type(series.suspects)(
+                    sorted(t - step if t > now else t for t in series.suspects)
+                )
+                for slot in ("failing_since", "fresh_after"):
+                    moment = getattr(series, slot)
+                    if moment is not None and moment > now:
+                        setattr(series, slot, moment - step)
+                series.timer_at = series.wake_at = None
+        for heap in (self._timers, self._wakes, self._resolves):
+            heap.clear()
         self._dirty.update(self.series.values())  # re-arms every timer from the moved clocks
         self._last_eval = now
 
@@ -209,190 +237,124 @@ class Engine(Lifecycle):
         boundary, or the oldest result of a window leaving it (a silent probe's window
         empties then, which `no_data` rules must see)."""
         candidates = []
-        for heap, slot in ((self._timers, "timer_at"), (self._wakes, "wake_at")):
-            while heap and not self._current(heap[0], slot):
-                heapq.heappop(heap)  # stale: the series re-armed or was dropped
+        for heap, current in ((self._timers, self._series_timer), (self._wakes, self._series_wake)):
+            while heap and current(heap[0]) is None:
+                heapq.heappop(heap)  # stale: re-armed or dropped
             if heap:
                 candidates.append(heap[0][0])
+        resolves = self._resolves
+        while resolves and self._watch_timer(resolves[0]) is None:
+            heapq.heappop(resolves)
+        if resolves:
+            candidates.append(resolves[0][0])
         after = self._last_eval if self._last_eval is not None else float("-inf")
         boundary = self.calendar.boundaries_after(after)
         if boundary is not None:
             candidates.append(boundary)
         return min(candidates) if candidates else None
 
-    def _collect_due(self, now: float) -> set[Series]:
-        due = self._dirty
+    def _collect_due(self, now: float) -> Due:
+        due: Due = {watch: [] for watch in self._dirty_watches}
+        self._dirty_watches = set()
+        dirty = self._dirty
         self._dirty = set()
-        for heap, slot in ((self._timers, "timer_at"), (self._wakes, "wake_at")):
+        for heap, current in ((self._timers, self._series_timer), (self._wakes, self._series_wake)):
             while heap and heap[0][0] <= now:
-                entry = heapq.heappop(heap)
-                if self._current(entry, slot):
-                    due.add(self.series[entry[1]])
+                entry: tuple[float, SeriesKey] = heapq.heappop(heap)
+                series = current(entry)
+                if series is not None:
+                    dirty.add(series)
+        while self._resolves and self._resolves[0][0] <= now:
+            watch = self._watch_timer(heapq.heappop(self._resolves))
+            if watch is not None:
+                due.setdefault(watch, [])
         if self._last_eval is not None:
             changing = set(self.calendar.components_changing(self._last_eval, now))
             if changing:
-                due.update(s for s in self.series.values() if s.component in changing)
+                dirty.update(s for s in self.series.values() if s.component in changing)
+        for series in dirty:
+            due.setdefault(series.watch, []).append(series)
         return due
 
-    def _current(self, entry: tuple[float, SeriesKey], slot: str) -> bool:
+    def _series_timer(self, entry: tuple[float, SeriesKey]) -> Series | None:
         series = self.series.get(entry[1])
-        return series is not None and getattr(series, slot) == entry[0]
+        return series if series is not None and series.timer_at == entry[0] else None
 
-    def _in_order(self, due: Iterable[Series]) -> list[Series]:
+    def _series_wake(self, entry: tuple[float, SeriesKey]) -> Series | None:
+        series = self.series.get(entry[1])
+        return series if series is not None and series.wake_at == entry[0] else None
+
+    def _watch_timer(self, entry: tuple[float, WatchKey]) -> Watch | None:
+        watch = self.watches.get(entry[1])
+        return watch if watch is not None and watch.timer_at == entry[0] else None
+
+    def _in_order(self, due: Iterable[Watch]) -> list[Watch]:
         """Inhibitors first, then by component: deterministic output, cheap for 100k."""
-        by_rule: dict[str, list[Series]] = {}
-        for series in due:
-            by_rule.setdefault(series.rule, []).append(series)
+        by_rule: dict[str, list[Watch]] = {}
+        for watch in due:
+            by_rule.setdefault(watch.rule, []).append(watch)
         if len(by_rule) == 1:
             only = next(iter(by_rule.values()))
             return sorted(only, key=_component) if len(only) > 1 else only
-        ordered: list[Series] = []
+        ordered: list[Watch] = []
         for name in self._ordered_rules:
             group = by_rule.get(name)
             if group:
                 ordered.extend(sorted(group, key=_component))
         return ordered
 
-    def _step(self, series: Series, now: float, out: list[Decision]) -> bool:
-        """Evaluate one series at `now`; returns True when it resolved an incident."""
-        rule = self.rules[series.rule]
-        if series.fresh_after is not None:
-            # Restored after downtime: the old verdict stands only once a fresh result
-            # confirms it, so the time down counts as failing only if the failure is still there.
-            self._schedule(series, rule, now)
-            return False
-        self._judge(series, rule, now)
-        resolved = False
-        calendar = self.calendar
-        if (
-            series.incident is None
-            and calendar.maintenances
-            and calendar.in_maintenance(series.component, now)
-        ):
-            self._end_episode(series, now, "maintenance", out)
-        elif series.failing:
-            self._on_failing(series, rule, now, out)
-        else:
-            self._end_episode(series, now, None, out)
-            resolved = self._on_stable(series, rule, now, out)
-        self._schedule(series, rule, now)
-        return resolved
-
-    def _judge(self, series: Series, rule: Rule, now: float) -> None:
-        window = series.window
-        window.evict(now - rule.window)
-        count = len(window)
-        if count < rule.min_results:
-            if rule.no_data is NoData.KEEP:
-                return  # verdict, status and clocks unchanged
-            series.failing = rule.no_data is NoData.FAILING
-            series.status = rule.impact[0].status if series.failing else None
-            series.values, series.matched, series.short_count = None, None, count
-            return
-        values = window.metrics(self._needs[rule.name])
-        series.values, series.short_count = values, None
-        for impact in rule.impact:
-            if impact.when.evaluate(values):
-                series.failing, series.status, series.matched = True, impact.status, impact.when
-                return
-        series.failing, series.status, series.matched = False, None, None
-
-    # ------------------------------------------------------------------ views
-    def open_incidents(self) -> list[Incident]:
-        return [s.incident for s in self._all_series() if s.incident is not None]
-
-    def orphans(self) -> list[Incident]:
-        """Open incidents whose rule was removed or no longer matches their component: they
-        stay open until on-call resolves them (manual_update) or the rule comes back."""
-        return [s.incident for s in self.orphaned.values() if s.incident is not None]
-
-    def _all_series(self) -> list[Series]:
-        return [*self.series.values(), *self.orphaned.values()]
-
-    def component_statuses(
-        self, now: float, components: Iterable[str] = ()
-    ) -> dict[str, ComponentStatus]:
-        """Worst status of each component's open incidents; maintenance shows blue."""
-        statuses: dict[str, ComponentStatus] = dict.fromkeys(
-            components, ComponentStatus.OPERATIONAL
-        )
-        for series in self._all_series():
-            statuses.setdefault(series.component, ComponentStatus.OPERATIONAL)
-            incident = series.incident
-            if incident is not None and (
-                incident.component_status.severity > statuses[series.component].severity
-            ):
-                statuses[series.component] = incident.component_status
-        for maintenance in self.calendar.maintenances.values():
-            for component in maintenance.components:
-                if maintenance.start <= now < maintenance.end:
-                    statuses[component] = ComponentStatus.UNDER_MAINTENANCE
-        return statuses
-
-    def failure_durations(self, now: float) -> dict[SeriesKey, float]:
-        return {
-            key: (now - s.failing_since if s.failing_since is not None else 0.0)
-            for key, s in self.series.items()
-        }
-
-    def open_counts(self) -> dict[str, int]:
-        return {name: self._open_by_rule[name] for name in self.rules}
-
-    def running_episodes(self) -> list[Episode]:
-        return [
-            Episode(
-                s.rule,
-                s.component,
-                s.failing_since,
-                None,
-                "incident" if s.incident else "inhibited" if s.inhibited else "pending",
-                s.incident.id if s.incident else None,
-            )
-            for s in self.series.values()
-            if s.failing_since is not None
-        ]
-
     # ------------------------------------------------------------------ internals
-    def _series(self, rule: str, component: str) -> Series:
-        key = (rule, component)
-        series = self.series.get(key)
-        if series is None:
-            window = Window(track_latency=self._latency[rule])
-            series = self.series[key] = Series(rule, component, window)
+    def _new_series(self, rule: Rule, component: str, split: tuple[str, ...]) -> Series:
+        watch = self.watches.get((rule.name, component))
+        if watch is None:
+            watch = self.watches[(rule.name, component)] = Watch(rule.name, component)
+        market = None
+        if "market" in rule.split_by:
+            market = split[rule.split_by.index("market")] or None
+        series = Series(watch, split, market, self._latency[rule.name])
+        watch.series[split] = series
+        self.series[series.key] = series
         return series
 
     def _touch_components(self, components: Iterable[str]) -> None:
         wanted = set(components)
         self._dirty.update(s for s in self.series.values() if s.component in wanted)
 
-    def _schedule(self, series: Series, rule: Rule, now: float) -> None:
-        timer: float | None = None
-        if series.incident is None:
-            if series.failing_since is not None and not series.inhibited:
+    def _schedule(self, watch: Watch, rule: Rule, now: float) -> None:
+        for series in watch.series.values():
+            timer: float | None = None
+            pending = watch.incident is None and not series.inhibited
+            if pending and series.failing_since is not None:
                 deadline = series.failing_since + rule.open_after
                 timer = deadline if deadline > now else None
-        elif series.incident.status is IncidentStatus.MONITORING and series.stable_since:
-            timer = series.stable_since + rule.resolve_after
-        if timer is not None and timer != series.timer_at:
-            heapq.heappush(self._timers, (timer, series.key))
-        series.timer_at = timer
-        oldest = series.window.oldest()
-        wake = oldest + rule.window if oldest is not None else None
-        if wake is not None and wake != series.wake_at:
-            heapq.heappush(self._wakes, (wake, series.key))
-        series.wake_at = wake
+            if timer is not None and timer != series.timer_at:
+                heapq.heappush(self._timers, (timer, series.key))
+            series.timer_at = timer
+            oldest = series.oldest()
+            wake = oldest + rule.window if oldest is not None else None
+            if wake is not None and wake != series.wake_at:
+                heapq.heappush(self._wakes, (wake, series.key))
+            series.wake_at = wake
+        resolve: float | None = None
+        incident = watch.incident
+        monitoring = incident is not None and incident.status is IncidentStatus.MONITORING
+        if monitoring and watch.stable_since is not None:
+            resolve = watch.stable_since + rule.resolve_after
+        if resolve is not None and resolve != watch.timer_at:
+            heapq.heappush(self._resolves, (resolve, watch.key))
+        watch.timer_at = resolve
 
     def restore_counts(self) -> None:
         """Recount open incidents per rule and re-arm timers after a state restore."""
         self._open_by_rule = Counter(
-            s.incident.rule for s in self._all_series() if s.incident is not None
+            w.incident.rule for w in self._all_watches() if w.incident is not None
         )
-        for series in self.series.values():
-            self._dirty.add(series)
+        self._dirty.update(self.series.values())
+        self._dirty_watches.update(self.watches.values())
 
 
-def _component(series: Series) -> str:
-    return series.component
+def _component(watch: Watch) -> str:
+    return watch.component
 
 
 def _one_line(error: Exception) -> str:

@@ -1,7 +1,8 @@
-"""The incident lifecycle of one series: open, update, monitor, resolve, end the episode.
+"""What one step does to a watch: judge its due series, run their episode clocks, and move
+the one incident they share (DESIGN timing rules 1-8, "Markets and vantage points").
 
-A mixin of `Engine`, kept apart so each file holds one stage: core.py decides *when* a series
-is stepped, this file what a step *does* to its incident.
+A mixin of `Engine`, kept apart so each file holds one stage: core.py decides *when* a watch
+is stepped, this file what a step *does*.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from detector.engine.calendar import Calendar
-from detector.engine.series import Series, SeriesKey
+from detector.engine.series import Series, Watch, WatchKey
 from detector.engine.texts import Texts
 from detector.model import (
     ComponentStatus,
@@ -26,8 +27,11 @@ from detector.model import (
     IncidentStatus,
     IncidentUpdate,
     IncidentUpdated,
+    NoData,
     Rule,
+    quorum_needed,
 )
+from detector.timeutil import format_duration
 
 _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
 
@@ -38,51 +42,95 @@ class Lifecycle:
     texts: Texts
     calendar: Calendar
     rules: Mapping[str, Rule]
-    series: dict[SeriesKey, Series]
-    orphaned: dict[SeriesKey, Series]
+    watches: dict[WatchKey, Watch]
+    orphaned: dict[WatchKey, Watch]
     changed: bool
     _open_by_rule: Counter[str]
+    _needs: dict[str, frozenset[str]]
 
-    def _schedule(self, series: Series, rule: Rule, now: float) -> None:
+    def _schedule(self, watch: Watch, rule: Rule, now: float) -> None:
         raise NotImplementedError  # Engine's timers
 
-    def explain(self, series: Series) -> str:
-        """Why the last judgement came out as it did, with the values seen."""
-        rule = self.rules[series.rule]
-        if series.short_count is not None:
-            return self.texts.no_data(rule, series.short_count)
-        if series.values is None:
-            return "no evaluation since restart"
-        if series.matched is not None:
-            return series.matched.explain(series.values)
-        checked = "; ".join(impact.when.explain(series.values) for impact in rule.impact)
-        return f"no impact condition holds (false: {checked})"
+    # ------------------------------------------------------------------ one step
+    def _step(self, watch: Watch, due: list[Series], now: float, out: list[Decision]) -> bool:
+        """Evaluate one watch at `now`; returns True when it resolved an incident."""
+        rule = self.rules[watch.rule]
+        for series in due:
+            if series.fresh_after is None:
+                self._judge(series, rule, now)
+        everything = watch.series.values()
+        # Restored after downtime (the old verdict stands only once a fresh result confirms
+        # it), or only suspect results: nothing moves, no update is posted.
+        if any(s.fresh_after is not None or s.held for s in everything):
+            self._schedule(watch, rule, now)
+            return False
+        maintenance = (
+            watch.incident is None
+            and bool(self.calendar.maintenances)
+            and self.calendar.in_maintenance(watch.component, now)
+        )
+        for series in due:
+            if maintenance:
+                self._end_episode(series, now, "maintenance", out)
+            elif series.failing:
+                self._start_episode(series, rule, now)
+            else:
+                self._end_episode(series, now, None, out)
+        resolved = False
+        if not maintenance:
+            failing = [s for s in everything if s.failing and s.failing_since is not None]
+            if watch.incident is None:
+                self._maybe_open(watch, rule, failing, now, out)
+            else:
+                resolved = self._follow(watch, rule, failing, now, out)
+        self._schedule(watch, rule, now)
+        return resolved
 
-    def _on_failing(self, series: Series, rule: Rule, now: float, out: list[Decision]) -> None:
+    def _judge(self, series: Series, rule: Rule, now: float) -> None:
+        count = series.evict(now - rule.window)
+        series.held = count == 0 and bool(series.suspects)
+        if series.held:
+            return
+        if count < rule.min_results:
+            if rule.no_data is NoData.KEEP:
+                return  # verdict, status and clocks unchanged
+            series.failing = rule.no_data is NoData.FAILING
+            series.status = rule.impact[0].status if series.failing else None
+            series.values, series.matched, series.short_count = None, None, count
+            series.agree = None
+            return
+        needs = self._needs[rule.name]
+        verdicts = []  # per instance with results: (severity, impact index, values)
+        for window in series.windows.values():
+            if not window.entries:
+                continue
+            values = window.metrics(needs)
+            for index, impact in enumerate(rule.impact):
+                if impact.when.evaluate(values):
+                    verdicts.append((impact.status.severity, index, values))
+                    break
+            else:
+                verdicts.append((-1, -1, values))
+        verdicts.sort(key=lambda v: (-v[0], v[1]))  # worst first
+        seen = sum(1 for v in verdicts if v[1] >= 0)
+        needed = quorum_needed(rule.quorum, len(verdicts))
+        series.short_count, series.agree = None, (seen, len(verdicts))
+        if seen >= needed:
+            # The status at least `needed` instances agree on: the needed-th worst verdict.
+            _, index, values = verdicts[needed - 1]
+            impact = rule.impact[index]
+            series.failing, series.status, series.matched = True, impact.status, impact.when
+        else:
+            values = verdicts[-1][2]
+            series.failing, series.status, series.matched = False, None, None
+        series.values = values
+
+    def _start_episode(self, series: Series, rule: Rule, now: float) -> None:
         if series.failing_since is None:
             series.failing_since = now
             self.changed = True
             deploy = self.calendar.deploy_before(series.component, now, rule.deploy_window)
             series.deploy_cause = deploy.id if deploy else None
-        incident = series.incident
-        status = series.status or rule.impact[0].status
-        if incident is not None:
-            if incident.status is IncidentStatus.MONITORING:
-                incident.status = IncidentStatus.INVESTIGATING
-                series.stable_since = None
-                body = self.texts.relapse(self.explain(series))
-                self._update(incident, now, status, body, out)
-            elif status is not incident.component_status:
-                body = self.texts.impact_change(status, self.explain(series))
-                self._update(incident, now, status, body, out)
-            return
-        deploy = self._deploy_cause(series)
-        if deploy is None and now - series.failing_since < rule.open_after:
-            return
-        if any(self._open_by_rule[name] for name in rule.inhibited_by):
-            series.inhibited = True
-            return
-        self._open(series, rule, now, status, deploy, out)
 
     def _deploy_cause(self, series: Series) -> Deploy | None:
         if series.deploy_cause is not None:
@@ -92,80 +140,147 @@ class Lifecycle:
         assert series.failing_since is not None
         return self.calendar.flagged_during(series.component, series.failing_since)
 
-    def _on_stable(self, series: Series, rule: Rule, now: float, out: list[Decision]) -> bool:
-        incident = series.incident
-        if incident is None:
+    def _maybe_open(
+        self, watch: Watch, rule: Rule, failing: list[Series], now: float, out: list[Decision]
+    ) -> None:
+        """Open when the first of its series would open one (deploy cause included)."""
+        ready: list[tuple[Series, Deploy | None]] = []
+        for series in sorted(failing, key=_split):
+            assert series.failing_since is not None
+            deploy = self._deploy_cause(series)
+            if deploy is not None or now - series.failing_since >= rule.open_after:
+                ready.append((series, deploy))
+        if not ready:
+            return
+        if any(self._open_by_rule[name] for name in rule.inhibited_by):
+            for series, _ in ready:
+                series.inhibited = True
+            return
+        deploy = next((d for _, d in ready if d is not None), None)
+        self._open(watch, rule, failing, now, deploy, out)
+
+    def _follow(
+        self, watch: Watch, rule: Rule, failing: list[Series], now: float, out: list[Decision]
+    ) -> bool:
+        """Move an open incident along with its series; True when it resolved."""
+        incident = watch.incident
+        assert incident is not None
+        if failing:
+            relapse = incident.status is IncidentStatus.MONITORING
+            if relapse:
+                incident.status = watch.reopen_status
+                watch.stable_since = None
+            joined = set(_markets(failing)) - set(incident.markets)
+            if joined:
+                incident.markets = tuple(sorted({*incident.markets, *joined}))
+                incident.title = self.texts.title(rule, watch.component, incident.markets)
+            status = _worst(failing)
+            worse = status.severity > incident.component_status.severity
+            if relapse or joined or status is not incident.component_status:
+                why = self.texts.evidence(rule, failing)
+                if joined:
+                    why = f"joined: {', '.join(sorted(joined))}; {why}"
+                public = relapse or bool(joined) or worse
+                self._update(watch, rule, now, status, why, public, out)
             return False
         if incident.status in _OPEN:
             incident.status = IncidentStatus.MONITORING
-            series.stable_since = now
-            body = self.texts.recovering(self.explain(series), rule.resolve_after)
-            self._update(incident, now, incident.component_status, body, out)
-        elif series.stable_since is not None and now - series.stable_since >= rule.resolve_after:
-            self._resolve(series, now, self.texts.resolved(now - series.stable_since), out)
+            watch.stable_since = now
+            why = (
+                f"checks pass again: {self.texts.evidence(rule, watch.series.values())};"
+                f" resolves after {format_duration(rule.resolve_after)} without failure"
+            )
+            self._update(watch, rule, now, incident.component_status, why, True, out)
+        elif watch.stable_since is not None and now - watch.stable_since >= rule.resolve_after:
+            self._resolve(watch, rule, now, None, out)
             return True
         return False
 
     # ------------------------------------------------------------------ incident lifecycle
     def _open(
         self,
-        series: Series,
+        watch: Watch,
         rule: Rule,
+        failing: list[Series],
         now: float,
-        status: ComponentStatus,
         deploy: Deploy | None,
         out: list[Decision],
     ) -> None:
-        assert series.failing_since is not None
-        markets = series.window.failed_markets()
-        fields = self.texts.fields(series, rule, now, markets, deploy, self.explain(series))
+        status = _worst(failing)
+        markets = _markets(failing)
+        started = min(s.failing_since for s in failing if s.failing_since is not None)
+        state = IncidentStatus.IDENTIFIED if deploy else IncidentStatus.INVESTIGATING
         incident = Incident(
-            id=incident_id(rule.name, series.component, now),
+            id=incident_id(rule.name, watch.component, now),
             rule=rule.name,
-            component=series.component,
-            title=rule.title.format(**fields),
+            component=watch.component,
+            title=self.texts.title(rule, watch.component, markets),
             cause="deploy" if deploy else "sustained",
             deploy=deploy.id if deploy else None,
             impact=status,
-            status=IncidentStatus.INVESTIGATING,
+            status=state,
             component_status=status,
             opened_at=now,
             markets=markets,
+            started_at=started,
         )
-        body = rule.message.format(**fields)
+        body = self.texts.body(rule, state, watch.component, markets, opening=True)
+        evidence = self.texts.evidence(rule, failing)
         if deploy is not None:
-            body += self.texts.deploy_note(deploy, series.failing_since)
-        incident.updates.append(IncidentUpdate(now, incident.status, status, body))
-        series.incident = incident
-        series.inhibited = False
+            flagged = self.calendar.flagged_at.get(deploy.id)
+            evidence += self.texts.deploy_note(deploy, started, flagged)
+        incident.updates.append(IncidentUpdate(now, state, status, body, evidence))
+        watch.incident = incident
+        watch.reopen_status = state
+        for series in failing:
+            series.inhibited = False
         self._open_by_rule[rule.name] += 1
         out.append(IncidentOpened(incident))
 
     def _update(
         self,
-        incident: Incident,
+        watch: Watch,
+        rule: Rule | None,
         now: float,
         status: ComponentStatus,
-        body: str,
+        evidence: str,
+        public: bool,
         out: list[Decision],
+        body: str | None = None,
     ) -> None:
+        incident = watch.incident
+        assert incident is not None
         incident.component_status = status
         if status.severity > incident.impact.severity:
             incident.impact = status
-        update = IncidentUpdate(now, incident.status, status, body)
+        if body is None:
+            assert rule is not None
+            body = self.texts.body(rule, incident.status, watch.component, incident.markets)
+        update = IncidentUpdate(now, incident.status, status, body, evidence, public)
         incident.updates.append(update)
         out.append(IncidentUpdated(incident, update))
 
-    def _resolve(self, series: Series, now: float, body: str, out: list[Decision]) -> None:
-        incident = series.incident
+    def _resolve(
+        self, watch: Watch, rule: Rule | None, now: float, body: str | None, out: list[Decision]
+    ) -> None:
+        incident = watch.incident
         assert incident is not None
+        stable_for = now - watch.stable_since if watch.stable_since is not None else 0.0
         incident.status = IncidentStatus.RESOLVED
         incident.component_status = ComponentStatus.OPERATIONAL
         incident.resolved_at = now
-        update = IncidentUpdate(now, IncidentStatus.RESOLVED, ComponentStatus.OPERATIONAL, body)
+        if body is None:
+            assert rule is not None
+            body = self.texts.body(rule, incident.status, watch.component, incident.markets)
+            evidence = f"checks have passed for {format_duration(stable_for)}"
+        else:
+            evidence = "resolved by hand"
+        update = IncidentUpdate(
+            now, IncidentStatus.RESOLVED, ComponentStatus.OPERATIONAL, body, evidence
+        )
         incident.updates.append(update)
-        series.incident = None
-        series.stable_since = None
+        watch.incident = None
+        watch.stable_since = None
         self._open_by_rule[incident.rule] -= 1
         out.append(IncidentResolved(incident, update))
 
@@ -174,15 +289,16 @@ class Lifecycle:
     ) -> None:
         if series.failing_since is None:
             return
+        incident = series.watch.incident
         if outcome is None:
             outcome = (
                 "incident"
-                if series.incident is not None
+                if incident is not None
                 else "inhibited"
                 if series.inhibited
                 else "too_short"
             )
-        incident_id_ = series.incident.id if series.incident is not None else None
+        incident_id_ = incident.id if incident is not None else None
         episode = Episode(
             series.rule, series.component, series.failing_since, now, outcome, incident_id_
         )
@@ -197,40 +313,31 @@ class Lifecycle:
         self, incident_id_: str, status: IncidentStatus, body: str, now: float
     ) -> list[Decision]:
         """On-call moves an open incident to identified / monitoring / resolved."""
-        everything = (*self.series.values(), *self.orphaned.values())
-        series = next((s for s in everything if s.incident and s.incident.id == incident_id_), None)
-        if series is None or series.incident is None:
+        everything = (*self.watches.values(), *self.orphaned.values())
+        watch = next((w for w in everything if w.incident and w.incident.id == incident_id_), None)
+        if watch is None or watch.incident is None:
             raise KeyError(incident_id_)
-        if series.key in self.orphaned:  # its rule is gone: on-call's word is all there is
-            return self._orphan_update(series, status, body, now)
         out: list[Decision] = []
-        incident = series.incident
+        rule = self.rules.get(watch.rule) if watch.key not in self.orphaned else None
         if status is IncidentStatus.RESOLVED:
-            self._end_episode(series, now, "incident", out)
-            self._resolve(series, now, body, out)
-            if series.failing:  # still failing: a fresh episode, a fresh open_after clock
-                series.failing_since = now
+            for series in watch.series.values():
+                self._end_episode(series, now, "incident", out)
+            self._resolve(watch, rule, now, body, out)
+            for series in watch.series.values():
+                if series.failing:  # still failing: a fresh episode, a fresh open_after clock
+                    series.failing_since = now
+            self.orphaned.pop(watch.key, None)
         else:
-            incident.status = status
+            watch.incident.status = status
             if status is IncidentStatus.MONITORING:
-                series.stable_since = now
-            self._update(incident, now, incident.component_status, body, out)
-        self._schedule(series, self.rules[series.rule], now)
-        self.changed = True
-        return out
-
-    def _orphan_update(
-        self, series: Series, status: IncidentStatus, body: str, now: float
-    ) -> list[Decision]:
-        out: list[Decision] = []
-        assert series.incident is not None
-        if status is IncidentStatus.RESOLVED:
-            self._end_episode(series, now, "incident", out)
-            self._resolve(series, now, body, out)
-            del self.orphaned[series.key]
-        else:
-            series.incident.status = status
-            self._update(series.incident, now, series.incident.component_status, body, out)
+                watch.stable_since = now
+            elif status is IncidentStatus.IDENTIFIED:
+                watch.reopen_status = status
+            self._update(
+                watch, rule, now, watch.incident.component_status, "by hand", True, out, body
+            )
+        if rule is not None:
+            self._schedule(watch, rule, now)
         self.changed = True
         return out
 
@@ -239,3 +346,19 @@ def incident_id(rule: str, component: str, opened_at: float) -> str:
     """Deterministic, so replay is repeatable and two writers of one incident collide."""
     digest = hashlib.sha1(f"{rule}|{component}|{opened_at:.3f}".encode(), usedforsecurity=False)
     return digest.hexdigest()[:12]
+
+
+def _worst(failing: list[Series]) -> ComponentStatus:
+    return max(
+        (s.status for s in failing if s.status is not None),
+        key=lambda status: status.severity,
+        default=ComponentStatus.MAJOR_OUTAGE,
+    )
+
+
+def _markets(failing: list[Series]) -> tuple[str, ...]:
+    return tuple(sorted({market for s in failing for market in s.failed_markets()}))
+
+
+def _split(series: Series) -> tuple[str, ...]:
+    return series.split

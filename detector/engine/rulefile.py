@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import difflib
 import re
-import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import yaml
 
 from detector.engine.ruleyaml import TAG, YamlProblem, compose, is_null, kind_of
-from detector.engine.when import METRICS, WhenError, parse_when
-from detector.model import PROBE_KINDS, ComponentStatus, Impact, Match, NoData, Rule
+from detector.engine.texts import check_template
+from detector.engine.when import WhenError, parse_when
+from detector.model import (
+    PROBE_KINDS,
+    ComponentStatus,
+    Impact,
+    IncidentStatus,
+    Match,
+    NoData,
+    Quorum,
+    Rule,
+)
 from detector.timeutil import TimeFormatError, format_duration, parse_duration
 
 TOP_KEYS = ("defaults", "rules")
 DEFAULT_KEYS = ("window", "min_results", "open_after", "resolve_after", "deploy_window", "no_data")
 _RULE_ONLY = ("name", "description", "match", "impact", "inhibited_by", "title", "message")
-RULE_KEYS = (*_RULE_ONLY[:3], *DEFAULT_KEYS, *_RULE_ONLY[3:])
+_SPLIT_KEYS = ("split_by", "quorum", "public_text")
+RULE_KEYS = (*_RULE_ONLY[:3], *DEFAULT_KEYS, *_RULE_ONLY[3:], *_SPLIT_KEYS)
 MATCH_KEYS = ("kind", "component", "probe")
 IMPACT_KEYS = ("status", "when")
 IMPACT_STATUSES = tuple(
@@ -34,20 +44,6 @@ IMPACT_STATUSES = tuple(
     for s in ComponentStatus
     if s not in (ComponentStatus.OPERATIONAL, ComponentStatus.UNDER_MAINTENANCE)
 )
-# Floats for every metric: a format spec that works on a float works on an int too, so a
-# template accepted here cannot fail at runtime whichever the engine passes.
-_TEMPLATE_SAMPLE: dict[str, object] = {
-    "component": "carriers/dhl",
-    "component_name": "DHL",
-    "rule": "carrier-label-creation",
-    "description": "Labels cannot be created with a carrier",
-    "markets": " (DE, NL)",
-    "explanation": "error_ratio (0.42) >= 0.3",
-    "status": "major_outage",
-    "deploy": "d-17",
-    "failing_for": "31m",
-} | {metric: 0.5 for metric in sorted(METRICS)}
-TEMPLATE_FIELDS = tuple(_TEMPLATE_SAMPLE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # Upper bounds: a typo such as `3000000d` fails `rules check` instead of freezing a series.
@@ -298,18 +294,20 @@ class _FileParser:
             self.string(keys["description"][1], "description") if "description" in keys else ""
         )
         inhibitors = self._inhibitors(keys["inhibited_by"][1]) if "inhibited_by" in keys else ()
-        default_title = "{component_name}: " + (
-            "{description}" if description else "{rule} failing"
-        )
+        # The description is literal text in the default title, never a template.
+        literal = (description or f"{name} failing").replace("{", "{{").replace("}", "}}")
         rule = Rule(
             name=name,
             match=self._match(keys["match"][1]),
             impact=self._impact(keys["impact"][1]),
             description=description,
             inhibited_by=tuple(target for target, _ in inhibitors),
-            title=self._template(keys, "title", default_title + "{markets}"),
-            message=self._template(keys, "message", "{explanation}"),
+            title=self._template(keys, "title", "{component_name}: " + literal + "{markets}"),
+            message=self._template(keys, "message", ""),
             source=f"{self.file}:{node.start_mark.line + 1}",
+            split_by=self._split_by(keys["split_by"][1]) if "split_by" in keys else (),
+            quorum=self._quorum(keys["quorum"][1]) if "quorum" in keys else "majority",
+            public_text=self._public_text(keys["public_text"][1]) if "public_text" in keys else (),
             **settings,  # type: ignore[arg-type]  # values typed per key by setting()
         )
         return _Parsed(rule, self.file, name_node.start_mark.line + 1, inhibitors)
@@ -362,29 +360,37 @@ class _FileParser:
         return tuple(targets)
 
     def _template(self, keys: dict[str, Pair], key: str, default: str) -> str:
-        if key not in keys:
-            return default
-        node = keys[key][1]
+        return self._checked(keys[key][1], key) if key in keys else default
+
+    def _checked(self, node: yaml.Node, key: str) -> str:
         text = self.string(node, key)
         try:
-            _check_template(text)
+            check_template(text)
         except ValueError as error:
             raise self.error(node, f"{key}: {error}") from None
         return text
 
+    def _split_by(self, node: yaml.Node) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.error(node, f"split_by: expected a list of labels, got {kind_of(node)}")
+        labels = tuple(self.string(item, "split_by") for item in node.value)
+        if len(set(labels)) != len(labels):
+            raise self.error(node, "split_by: a label is named twice")
+        return labels
 
-def _check_template(text: str) -> None:
-    """Only plain known fields with format specs that work: a bad title fails now, not at 3am."""
-    for _, name, spec, conversion in string.Formatter().parse(text):
-        if name is None:
-            continue
-        if name not in TEMPLATE_FIELDS:
-            if not name or not name.isidentifier():
-                raise ValueError(f"'{{{name}}}': only plain field names are allowed, e.g. {{rule}}")
-            raise ValueError(f"unknown field '{{{name}}}' (known: {', '.join(TEMPLATE_FIELDS)})")
-        if conversion is not None or "{" in (spec or ""):
-            raise ValueError(f"field '{{{name}}}': conversions and nested fields are not allowed")
-        try:
-            format(_TEMPLATE_SAMPLE[name], spec or "")
-        except ValueError as error:
-            raise ValueError(f"field '{{{name}:{spec}}}': {error}") from None
+    def _quorum(self, node: yaml.Node) -> Quorum:
+        wanted = "majority, any, all or a number of instances"
+        if isinstance(node, yaml.ScalarNode) and node.tag == TAG + "int":
+            count = self.scalar(node, "quorum", int, wanted)
+            if 1 <= count <= 100:
+                return count
+            raise self.error(node, f"quorum: expected 1 to 100 instances, got {count}")
+        text = self.scalar(node, "quorum", str, wanted)
+        if text not in ("majority", "any", "all"):
+            raise self.error(node, f"quorum: unknown value '{text}' (allowed: {wanted})")
+        return cast(Quorum, text)
+
+    def _public_text(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        statuses = tuple(str(status) for status in IncidentStatus)
+        keys = self.mapping(node, statuses, "in public_text")
+        return tuple((key, self._checked(value, key)) for key, (_, value) in keys.items())
