@@ -44,6 +44,8 @@ def result(
     probe: str = "dhl-de",
     market: str | None = "DE",
     latency: float = 0.2,
+    instance: str = "",
+    suspect: bool = False,
 ) -> ProbeResult:
     return ProbeResult(
         at=T0 + minute * MIN,
@@ -54,6 +56,8 @@ def result(
         latency_s=latency,
         error=None if ok else "HTTP 503",
         labels={"market": market} if market else {},
+        instance=instance,
+        suspect=suspect,
     )
 
 

@@ -44,6 +44,10 @@ def test_valid_full_file_has_every_key(in_data: None) -> None:
     assert (rule.window, rule.min_results) == (300.0, 1)
     assert (rule.open_after, rule.resolve_after, rule.deploy_window) == (1800.0, 600.0, 900.0)
     assert rule.no_data is NoData.KEEP
+    assert (rule.split_by, rule.quorum) == (("market",), 2)
+    assert dict(rule.public_text) == {
+        "monitoring": "Labels with {component_name} work again in {market_list}; we keep watching."
+    }
     assert rule.inhibited_by == ("platform-api",)
     assert rule.title == "{component_name}: label creation failing{markets}"
     assert rule.message == ("Creating labels with {component_name} fails{markets}.")
@@ -172,7 +176,7 @@ def test_duplicate_names_across_files_name_both_places(in_data: None, tmp_path: 
         load_rules(["valid-full.yaml", other])
     assert str(caught.value) == (
         f"{other}:6: rule 'platform-api': duplicate rule name 'platform-api'"
-        " (first defined at valid-full.yaml:29)"
+        " (first defined at valid-full.yaml:33)"
     )
     assert (caught.value.file, caught.value.line, caught.value.rule) == (
         str(other),
@@ -283,6 +287,16 @@ INVALID = {
     "invalid-when-too-deep.yaml": "6: rule 'carrier-down': when: nested too deeply"
     " (more than 32 levels of '(' and 'not')",
     "invalid-yaml-alias.yaml": "7: YAML aliases (*name) are not supported in rule files",
+    "invalid-split-by-string.yaml": "4: rule 'carrier-down': split_by: expected a list of"
+    " labels, got a string (market)",
+    "invalid-quorum.yaml": "4: rule 'carrier-down': quorum: unknown value 'most' (allowed:"
+    " majority, any, all or a number of instances)",
+    "invalid-quorum-zero.yaml": "4: rule 'carrier-down': quorum: expected 1 to 100 instances,"
+    " got 0",
+    "invalid-public-text-status.yaml": "6: rule 'carrier-down': unknown key 'broken' in"
+    " public_text (allowed: investigating, identified, monitoring, resolved)",
+    "invalid-public-text-field.yaml": "5: rule 'carrier-down': public_text.identified:"
+    " unknown field '{deploy}' (public text may use: component_name, markets, market_list)",
     "invalid-no-rules.yaml": " no rules in invalid-no-rules.yaml: refusing an empty rule set",
 }
 

@@ -393,4 +393,6 @@ class _FileParser:
     def _public_text(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
         statuses = tuple(str(status) for status in IncidentStatus)
         keys = self.mapping(node, statuses, "in public_text")
-        return tuple((key, self._checked(value, key)) for key, (_, value) in keys.items())
+        return tuple(
+            (key, self._checked(value, f"public_text.{key}")) for key, (_, value) in keys.items()
+        )
