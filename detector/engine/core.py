@@ -122,13 +122,20 @@ class Engine(Lifecycle, Views):
             return
         entry = Entry(result.at, result.ok, result.latency_s, result.labels.get("market"))
         for rule in rules:
-            split = tuple(result.labels.get(label, "") for label in rule.split_by)
+            split_by = rule.split_by
+            if not split_by:
+                split: tuple[str, ...] = ()
+            elif len(split_by) == 1:  # the common split (market): no generator per result
+                split = (result.labels.get(split_by[0], ""),)
+            else:
+                split = tuple(result.labels.get(label, "") for label in split_by)
             series = self.series.get((rule.name, result.component, split))
             if series is None:
                 series = self._new_series(rule, result.component, split)
             series.add(entry, result.instance, result.suspect)
             if series.fresh_after is not None and result.at >= series.fresh_after:
                 series.fresh_after = None
+                series.watch.blockers.discard(series)
             self._dirty.add(series)
 
     def add_deploy(self, deploy: Deploy) -> None:
@@ -320,8 +327,11 @@ class Engine(Lifecycle, Views):
         wanted = set(components)
         self._dirty.update(s for s in self.series.values() if s.component in wanted)
 
-    def _schedule(self, watch: Watch, rule: Rule, now: float) -> None:
-        for series in watch.series.values():
+    def _schedule(
+        self, watch: Watch, rule: Rule, now: float, stepped: Iterable[Series] | None = None
+    ) -> None:
+        """Re-arm the timers of the `stepped` series (default: all) and the watch's."""
+        for series in watch.series.values() if stepped is None else stepped:
             timer: float | None = None
             pending = watch.incident is None and not series.inhibited
             if pending and series.failing_since is not None:

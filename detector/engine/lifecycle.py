@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from detector.engine.calendar import Calendar
 from detector.engine.series import Series, Watch, WatchKey
@@ -48,7 +48,9 @@ class Lifecycle:
     _open_by_rule: Counter[str]
     _needs: dict[str, frozenset[str]]
 
-    def _schedule(self, watch: Watch, rule: Rule, now: float) -> None:
+    def _schedule(
+        self, watch: Watch, rule: Rule, now: float, stepped: Iterable[Series] | None = None
+    ) -> None:
         raise NotImplementedError  # Engine's timers
 
     # ------------------------------------------------------------------ one step
@@ -58,11 +60,10 @@ class Lifecycle:
         for series in due:
             if series.fresh_after is None:
                 self._judge(series, rule, now)
-        everything = watch.series.values()
         # Restored after downtime (the old verdict stands only once a fresh result confirms
         # it), or only suspect results: nothing moves, no update is posted.
-        if any(s.fresh_after is not None or s.held for s in everything):
-            self._schedule(watch, rule, now)
+        if watch.blockers:
+            self._schedule(watch, rule, now, due)
             return False
         maintenance = (
             watch.incident is None
@@ -73,23 +74,30 @@ class Lifecycle:
             if maintenance:
                 self._end_episode(series, now, "maintenance", out)
             elif series.failing:
-                self._start_episode(series, rule, now)
-            else:
+                if series.failing_since is None:
+                    self._start_episode(series, rule, now)
+            elif series.failing_since is not None:
                 self._end_episode(series, now, None, out)
         resolved = False
         if not maintenance:
-            failing = [s for s in everything if s.failing and s.failing_since is not None]
-            if watch.incident is None:
-                self._maybe_open(watch, rule, failing, now, out)
-            else:
+            failing = [
+                s for s in watch.series.values() if s.failing and s.failing_since is not None
+            ]
+            if watch.incident is not None:
                 resolved = self._follow(watch, rule, failing, now, out)
-        self._schedule(watch, rule, now)
+            elif failing:
+                self._maybe_open(watch, rule, failing, now, out)
+        # Only stepped series changed; the others' timers stand (a stale one steps harmlessly).
+        self._schedule(watch, rule, now, due)
         return resolved
 
     def _judge(self, series: Series, rule: Rule, now: float) -> None:
         count = series.evict(now - rule.window)
-        series.held = count == 0 and bool(series.suspects)
-        if series.held:
+        held = count == 0 and bool(series.suspects)
+        if held != series.held:
+            series.held = held
+            (series.watch.blockers.add if held else series.watch.blockers.discard)(series)
+        if held:
             return
         if count < rule.min_results:
             if rule.no_data is NoData.KEEP:
@@ -100,6 +108,9 @@ class Lifecycle:
             series.agree = None
             return
         needs = self._needs[rule.name]
+        if len(series.windows) == 1 and quorum_needed(rule.quorum, 1) == 1:  # no quorum to count
+            self._judge_alone(series, rule, next(iter(series.windows.values())).metrics(needs))
+            return
         verdicts = []  # per instance with results: (severity, impact index, values)
         for window in series.windows.values():
             if not window.entries:
@@ -124,6 +135,15 @@ class Lifecycle:
             values = verdicts[-1][2]
             series.failing, series.status, series.matched = False, None, None
         series.values = values
+
+    def _judge_alone(self, series: Series, rule: Rule, values: dict[str, float]) -> None:
+        series.short_count, series.values = None, values
+        for impact in rule.impact:
+            if impact.when.evaluate(values):
+                series.failing, series.status, series.matched = True, impact.status, impact.when
+                series.agree = (1, 1)
+                return
+        series.failing, series.status, series.matched, series.agree = False, None, None, (0, 1)
 
     def _start_episode(self, series: Series, rule: Rule, now: float) -> None:
         if series.failing_since is None:
@@ -224,7 +244,7 @@ class Lifecycle:
             markets=markets,
             started_at=started,
         )
-        body = self.texts.body(rule, state, watch.component, markets, opening=True)
+        body = self.texts.body(rule, state, watch.component, markets)
         evidence = self.texts.evidence(rule, failing)
         if deploy is not None:
             flagged = self.calendar.flagged_at.get(deploy.id)

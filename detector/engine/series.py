@@ -68,6 +68,10 @@ class Series:
         suspects = self.suspects
         while suspects and suspects[0] <= horizon:
             suspects.popleft()
+        if len(self.windows) == 1:  # the common case: one vantage point
+            window = next(iter(self.windows.values()))
+            window.evict(horizon)
+            return len(window.entries)
         total = 0
         for window in self.windows.values():
             window.evict(horizon)
@@ -75,6 +79,9 @@ class Series:
         return total
 
     def oldest(self) -> float | None:
+        if len(self.windows) == 1 and not self.suspects:  # the common case, kept cheap
+            entries = next(iter(self.windows.values())).entries
+            return entries[0].at if entries else None
         times = [w.entries[0].at for w in self.windows.values() if w.entries]
         if self.suspects:
             times.append(self.suspects[0])
@@ -105,6 +112,8 @@ class Watch:
     stable_since: float | None = None  # monitoring since (no series failing)
     reopen_status: IncidentStatus = IncidentStatus.INVESTIGATING  # status a relapse returns to
     timer_at: float | None = None  # resolve deadline, if any
+    # Series that freeze the watch: restored and unconfirmed (fresh_after), or held.
+    blockers: set[Series] = field(default_factory=set)
 
     @property
     def key(self) -> WatchKey:

@@ -143,6 +143,8 @@ def _restore(
         restored.deploy_cause = data["deploy_cause"]
         restored.inhibited = data["inhibited"]
         restored.fresh_after = restored_at
+        if restored_at is not None:
+            watch.blockers.add(restored)
         watch.series[split] = restored
         engine.series[restored.key] = restored
 

@@ -106,12 +106,12 @@ class Texts:
         status: IncidentStatus,
         component: str,
         markets: tuple[str, ...],
-        opening: bool = False,
     ) -> str:
-        """The public sentence for `status`: the rule's own, else the default one."""
+        """The public sentence for `status`: the rule's own (`public_text`, or `message` for
+        investigating), else the default one."""
         fields = self.public_fields(component, markets)
         template = dict(rule.public_text).get(str(status))
-        if template is None and opening and rule.message:
+        if template is None and status is IncidentStatus.INVESTIGATING and rule.message:
             template = rule.message
         if template is not None:
             return template.format(**fields)
