@@ -42,7 +42,7 @@ def bench_rule() -> Rule:
         ),
         window=300.0,
         title="{component_name}: label creation failing{markets}",
-        message="Creating labels with {component_name} fails: {explanation}.",
+        message="Creating labels with {component_name} fails.",
     )
 
 

@@ -197,3 +197,44 @@ def test_reload_keeps_split_state_by_rule_name() -> None:
     engine.set_rules([rule(split_by=("market",), open_after=25 * MIN)])
     minutes(driver, 20, 26, DE=False)
     assert [d.incident.opened_at for d in opened(driver)] == [T0 + 25 * MIN]
+
+
+def test_a_reload_that_starts_splitting_keeps_the_incident_and_follows_the_new_series() -> None:
+    engine = Engine([rule()])
+    driver = Driver(engine)
+    minutes(driver, 0, 31, DE=False)
+    incident = driver.only_incident()
+    engine.set_rules([SPLIT])
+    minutes(driver, 31, 36, DE=False)
+    assert driver.only_incident() is incident and incident.status is IncidentStatus.INVESTIGATING
+    minutes(driver, 36, 60, DE=True)
+    assert incident.status is IncidentStatus.RESOLVED  # no stale unsplit series holds it open
+
+
+def test_engine_state_version_1_is_still_read() -> None:
+    old = {
+        "version": 1,
+        "series": [
+            {
+                "rule": "labels", "component": "carriers/dhl", "failing": True,
+                "status": "major_outage", "failing_since": T0, "deploy_cause": None,
+                "inhibited": False, "stable_since": None,
+                "incident": {
+                    "id": "abc", "rule": "labels", "component": "carriers/dhl",
+                    "title": "DHL down", "cause": "sustained", "deploy": None,
+                    "impact": "major_outage", "status": "investigating",
+                    "component_status": "major_outage", "opened_at": T0 + 30 * MIN,
+                    "resolved_at": None, "markets": ["DE"],
+                },
+            }
+        ],
+        "deploys": [],
+        "maintenances": [],
+    }  # fmt: skip
+    engine = load_state([rule()], old, restored_at=T0 + 40 * MIN)
+    [incident] = engine.open_incidents()
+    assert incident.id == "abc"
+    assert engine.running_episodes()[0].started_at == T0
+    driver = Driver(engine)
+    minutes(driver, 40, 70, DE=True)
+    assert incident.status is IncidentStatus.RESOLVED

@@ -33,6 +33,7 @@ from detector.model import (
     Maintenance,
     ProbeResult,
     Rule,
+    quorum_needed,
 )
 
 Due = dict[Watch, list[Series]]
@@ -69,6 +70,7 @@ class Engine(Lifecycle, Views):
         self._patterns = {rule.name: compile_match(rule) for rule in rules}
         # Computed once per rule, not per judgement: which metrics its conditions read.
         self._needs = {rule.name: rule.metrics for rule in rules}
+        self._solo = {rule.name: quorum_needed(rule.quorum, 1) == 1 for rule in rules}
         self._latency = {
             name: not needs.isdisjoint(LATENCY_METRICS) for name, needs in self._needs.items()
         }
@@ -83,6 +85,9 @@ class Engine(Lifecycle, Views):
             if self._watches_still(key):  # its rule came back: the watch picks the incident up
                 self._adopt(self.orphaned.pop(key))
         for watch in self.watches.values():
+            split_by = self.rules[watch.rule].split_by
+            if watch.split_by != split_by:
+                self._resplit(watch, split_by)
             for series in watch.series.values():
                 series.set_track_latency(self._latency[watch.rule])
                 self._dirty.add(series)  # timings may have changed
@@ -97,6 +102,18 @@ class Engine(Lifecycle, Views):
             del self.series[series.key]
             self._dirty.discard(series)
         self._dirty_watches.discard(watch)
+
+    def _resplit(self, watch: Watch, split_by: tuple[str, ...]) -> None:
+        """`split_by` changed on reload: the old series judge something the rule no longer
+        asks about, so they go (episodes without a record); the incident stays and follows the
+        new series, which fill from new results."""
+        for series in watch.series.values():
+            del self.series[series.key]
+            self._dirty.discard(series)
+        watch.series.clear()
+        watch.blockers.clear()
+        watch.split_by = split_by
+        self._dirty_watches.add(watch)
 
     def _adopt(self, watch: Watch) -> None:
         self.watches[watch.key] = watch
@@ -184,8 +201,16 @@ class Engine(Lifecycle, Views):
             self._clock_stepped_back(self._last_eval - now, now)
         due = self._collect_due(now)
         resolved_any = False
+        broken = self.broken
         for watch in self._in_order(due):
-            resolved_any |= self._guarded_step(watch, due[watch], now, decisions)
+            stepped = due[watch]
+            try:  # inline, not a helper: this loop runs once per changed series
+                resolved_any |= self._step(watch, stepped, now, decisions)
+            except Exception as error:  # a bug in one watch stays in that watch
+                self._record_error(watch, stepped, error)
+            else:
+                if broken:
+                    broken.pop(watch.key, None)
         if resolved_any:  # an inhibitor may have let go: inhibited episodes get their turn
             waiting: Due = {}
             for watch in self.watches.values():
@@ -193,27 +218,21 @@ class Engine(Lifecycle, Views):
                 if held and watch.incident is None:
                     waiting[watch] = held
             for watch in self._in_order(waiting):
-                self._guarded_step(watch, waiting[watch], now, decisions)
+                try:
+                    self._step(watch, waiting[watch], now, decisions)
+                except Exception as error:
+                    self._record_error(watch, waiting[watch], error)
         self._last_eval = now
         if decisions:
             self.changed = True
         return decisions
 
-    def _guarded_step(
-        self, watch: Watch, due: list[Series], now: float, out: list[Decision]
-    ) -> bool:
-        try:
-            resolved = self._step(watch, due, now, out)
-        except Exception as error:
-            key = watch.key
-            self.broken[key] = self.broken.get(key, 0) + 1
-            self.errors.append(SeriesError(watch.rule, watch.component, _one_line(error)))
-            self._dirty.update(due)  # retried at the next evaluation
-            self._dirty_watches.add(watch)
-            return False
-        if self.broken:
-            self.broken.pop(watch.key, None)
-        return resolved
+    def _record_error(self, watch: Watch, due: list[Series], error: Exception) -> None:
+        key = watch.key
+        self.broken[key] = self.broken.get(key, 0) + 1
+        self.errors.append(SeriesError(watch.rule, watch.component, _one_line(error)))
+        self._dirty.update(due)  # retried at the next evaluation
+        self._dirty_watches.add(watch)
 
     def _clock_stepped_back(self, step: float, now: float) -> None:
         """The caller's wall clock jumped back by (at least) `step`. Times stamped before the
@@ -279,8 +298,12 @@ class Engine(Lifecycle, Views):
             changing = set(self.calendar.components_changing(self._last_eval, now))
             if changing:
                 dirty.update(s for s in self.series.values() if s.component in changing)
-        for series in dirty:
-            due.setdefault(series.watch, []).append(series)
+        for series in dirty:  # most watches have one series: no list per lookup
+            listed = due.get(series.watch)
+            if listed is None:
+                due[series.watch] = [series]
+            else:
+                listed.append(series)
         return due
 
     def _series_timer(self, entry: tuple[float, SeriesKey]) -> Series | None:
@@ -314,7 +337,8 @@ class Engine(Lifecycle, Views):
     def _new_series(self, rule: Rule, component: str, split: tuple[str, ...]) -> Series:
         watch = self.watches.get((rule.name, component))
         if watch is None:
-            watch = self.watches[(rule.name, component)] = Watch(rule.name, component)
+            watch = Watch(rule.name, component, split_by=rule.split_by)
+            self.watches[(rule.name, component)] = watch
         market = None
         if "market" in rule.split_by:
             market = split[rule.split_by.index("market")] or None
@@ -340,7 +364,11 @@ class Engine(Lifecycle, Views):
             if timer is not None and timer != series.timer_at:
                 heapq.heappush(self._timers, (timer, series.key))
             series.timer_at = timer
-            oldest = series.oldest()
+            solo = series.solo
+            if solo is not None and not series.suspects:
+                oldest = solo.entries[0].at if solo.entries else None
+            else:
+                oldest = series.oldest()
             wake = oldest + rule.window if oldest is not None else None
             if wake is not None and wake != series.wake_at:
                 heapq.heappush(self._wakes, (wake, series.key))

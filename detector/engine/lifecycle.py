@@ -34,6 +34,7 @@ from detector.model import (
 from detector.timeutil import format_duration
 
 _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
+_ONE_OF_ONE, _NONE_OF_ONE = (1, 1), (0, 1)
 
 
 class Lifecycle:
@@ -47,6 +48,7 @@ class Lifecycle:
     changed: bool
     _open_by_rule: Counter[str]
     _needs: dict[str, frozenset[str]]
+    _solo: dict[str, bool]  # per rule: one instance alone can make a series fail
 
     def _schedule(
         self, watch: Watch, rule: Rule, now: float, stepped: Iterable[Series] | None = None
@@ -80,9 +82,13 @@ class Lifecycle:
                 self._end_episode(series, now, None, out)
         resolved = False
         if not maintenance:
-            failing = [
-                s for s in watch.series.values() if s.failing and s.failing_since is not None
-            ]
+            if len(watch.series) == 1 and len(due) == 1:  # unsplit: the stepped one is all
+                only = due[0]
+                failing = [only] if only.failing and only.failing_since is not None else []
+            else:
+                failing = [
+                    s for s in watch.series.values() if s.failing and s.failing_since is not None
+                ]
             if watch.incident is not None:
                 resolved = self._follow(watch, rule, failing, now, out)
             elif failing:
@@ -92,9 +98,14 @@ class Lifecycle:
         return resolved
 
     def _judge(self, series: Series, rule: Rule, now: float) -> None:
-        count = series.evict(now - rule.window)
+        solo = series.solo
+        if solo is not None and not series.suspects:  # the hot path: one vantage point
+            solo.evict(now - rule.window)
+            count = len(solo.entries)
+        else:
+            count = series.evict(now - rule.window)
         held = count == 0 and bool(series.suspects)
-        if held != series.held:
+        if held is not series.held:
             series.held = held
             (series.watch.blockers.add if held else series.watch.blockers.discard)(series)
         if held:
@@ -108,8 +119,16 @@ class Lifecycle:
             series.agree = None
             return
         needs = self._needs[rule.name]
-        if len(series.windows) == 1 and quorum_needed(rule.quorum, 1) == 1:  # no quorum to count
-            self._judge_alone(series, rule, next(iter(series.windows.values())).metrics(needs))
+        if solo is not None and self._solo[rule.name]:  # no quorum to count
+            values = solo.metrics(needs)
+            series.short_count, series.values = None, values
+            for impact in rule.impact:
+                if impact.when.evaluate(values):
+                    series.failing, series.status, series.matched = True, impact.status, impact.when
+                    series.agree = _ONE_OF_ONE
+                    return
+            series.failing, series.status, series.matched = False, None, None
+            series.agree = _NONE_OF_ONE
             return
         verdicts = []  # per instance with results: (severity, impact index, values)
         for window in series.windows.values():
@@ -135,15 +154,6 @@ class Lifecycle:
             values = verdicts[-1][2]
             series.failing, series.status, series.matched = False, None, None
         series.values = values
-
-    def _judge_alone(self, series: Series, rule: Rule, values: dict[str, float]) -> None:
-        series.short_count, series.values = None, values
-        for impact in rule.impact:
-            if impact.when.evaluate(values):
-                series.failing, series.status, series.matched = True, impact.status, impact.when
-                series.agree = (1, 1)
-                return
-        series.failing, series.status, series.matched, series.agree = False, None, None, (0, 1)
 
     def _start_episode(self, series: Series, rule: Rule, now: float) -> None:
         if series.failing_since is None:

@@ -27,6 +27,7 @@ class Series:
     market: str | None = None  # the `market` value when the rule splits by market
     track_latency: bool = False
     windows: dict[str, Window] = field(default_factory=dict)  # by instance
+    solo: Window | None = None  # the only window, while there is exactly one
     suspects: deque[float] = field(default_factory=deque)  # times of suspect results
     failing: bool = False  # verdict of the last evaluation (after quorum)
     status: ComponentStatus | None = None  # impact of the last failing evaluation
@@ -41,6 +42,10 @@ class Series:
     fresh_after: float | None = None  # restored from a saved state: hold until a result this new
     timer_at: float | None = None  # open deadline, if any
     wake_at: float | None = None  # when the oldest window entry leaves
+    key: SeriesKey = field(init=False)  # (rule, component, split), made once: timers use it
+
+    def __post_init__(self) -> None:
+        self.key = (self.watch.rule, self.watch.component, self.split)
 
     @property
     def rule(self) -> str:
@@ -50,10 +55,6 @@ class Series:
     def component(self) -> str:
         return self.watch.component
 
-    @property
-    def key(self) -> SeriesKey:
-        return (self.watch.rule, self.watch.component, self.split)
-
     def add(self, entry: Entry, instance: str, suspect: bool) -> None:
         if suspect:  # counts in no quorum; only remembered so a suspect-only window holds
             self.suspects.append(entry.at)
@@ -61,6 +62,7 @@ class Series:
         window = self.windows.get(instance)
         if window is None:
             window = self.windows[instance] = Window(self.track_latency)
+            self.solo = window if len(self.windows) == 1 else None
         window.add(entry)
 
     def evict(self, horizon: float) -> int:
@@ -112,6 +114,7 @@ class Watch:
     stable_since: float | None = None  # monitoring since (no series failing)
     reopen_status: IncidentStatus = IncidentStatus.INVESTIGATING  # status a relapse returns to
     timer_at: float | None = None  # resolve deadline, if any
+    split_by: tuple[str, ...] = ()  # the rule's split_by its series were made for
     # Series that freeze the watch: restored and unconfirmed (fresh_after), or held.
     blockers: set[Series] = field(default_factory=set)
 

@@ -116,7 +116,9 @@ def _from_version_1(state: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
 def _watch(engine: Engine, rule: str, component: str) -> Watch:
     watch = engine.watches.get((rule, component))
     if watch is None:
-        watch = engine.watches[(rule, component)] = Watch(rule, component)
+        known = engine.rules.get(rule)
+        split_by = known.split_by if known is not None else ()
+        watch = engine.watches[(rule, component)] = Watch(rule, component, split_by=split_by)
     return watch
 
 
@@ -133,6 +135,8 @@ def _restore(
         rule = engine.rules.get(watch.rule)
         split_by = rule.split_by if rule is not None else ()
         split = tuple(data["split"])
+        if len(split) != len(split_by):  # saved before split_by changed: judged anew
+            continue
         market = None
         if "market" in split_by and len(split) == len(split_by):
             market = split[split_by.index("market")] or None
