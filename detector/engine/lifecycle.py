@@ -67,10 +67,11 @@ class Lifecycle:
         if watch.blockers:
             self._schedule(watch, rule, now, due)
             return False
+        calendar = self.calendar
         maintenance = (
             watch.incident is None
-            and bool(self.calendar.maintenances)
-            and self.calendar.in_maintenance(watch.component, now)
+            and bool(calendar.maintenances)
+            and calendar.in_maintenance(watch.component, now)
         )
         for series in due:
             if maintenance:
@@ -175,7 +176,7 @@ class Lifecycle:
     ) -> None:
         """Open when the first of its series would open one (deploy cause included)."""
         ready: list[tuple[Series, Deploy | None]] = []
-        for series in sorted(failing, key=_split):
+        for series in failing if len(failing) == 1 else sorted(failing, key=_split):
             assert series.failing_since is not None
             deploy = self._deploy_cause(series)
             if deploy is not None or now - series.failing_since >= rule.open_after:
