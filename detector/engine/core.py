@@ -138,6 +138,7 @@ class Engine(Lifecycle, Views):
         if not rules:
             return
         entry = Entry(result.at, result.ok, result.latency_s, result.labels.get("market"))
+        instance = result.instance
         for rule in rules:
             split_by = rule.split_by
             if not split_by:
@@ -149,7 +150,11 @@ class Engine(Lifecycle, Views):
             series = self.series.get((rule.name, result.component, split))
             if series is None:
                 series = self._new_series(rule, result.component, split)
-            series.add(entry, result.instance, result.suspect)
+            solo = series.solo
+            if solo is not None and not result.suspect and series.solo_instance == instance:
+                solo.add(entry)  # the common case without a dict lookup
+            else:
+                series.add(entry, instance, result.suspect)
             if series.fresh_after is not None and result.at >= series.fresh_after:
                 series.fresh_after = None
                 series.watch.blockers.discard(series)

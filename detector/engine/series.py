@@ -28,6 +28,7 @@ class Series:
     track_latency: bool = False
     windows: dict[str, Window] = field(default_factory=dict)  # by instance
     solo: Window | None = None  # the only window, while there is exactly one
+    solo_instance: str = ""  # whose window `solo` is
     suspects: deque[float] = field(default_factory=deque)  # times of suspect results
     failing: bool = False  # verdict of the last evaluation (after quorum)
     status: ComponentStatus | None = None  # impact of the last failing evaluation
@@ -63,6 +64,7 @@ class Series:
         if window is None:
             window = self.windows[instance] = Window(self.track_latency)
             self.solo = window if len(self.windows) == 1 else None
+            self.solo_instance = instance
         window.add(entry)
 
     def evict(self, horizon: float) -> int:
