@@ -94,19 +94,19 @@ class Pipeline:
 
     def _report_series_errors(self) -> None:
         # One broken series (a bug, odd data) is isolated by the engine; count and name it.
-        for error in getattr(self.engine, "errors", ()):
+        for error in self.engine.errors:
             self.metrics.evaluation_failed()
             self.log.error(
                 "series_evaluation_failed",
                 rule=error.rule,
                 component=error.component,
-                error=str(error.error),
+                error=error.error,
             )
 
     def broken_series(self) -> list[tuple[str, str]]:
         """Series that failed to evaluate BROKEN_AFTER_PASSES or more passes in a row."""
-        broken: dict[tuple[str, str], int] = getattr(self.engine, "broken", {})
-        return sorted(key for key, passes in broken.items() if passes >= BROKEN_AFTER_PASSES)
+        broken = self.engine.broken.items()
+        return sorted(key for key, passes in broken if passes >= BROKEN_AFTER_PASSES)
 
     async def commit(self, now: float) -> None:
         engine = self.engine

@@ -10,7 +10,6 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from enginekit import MIN, T0, rule
 from hypothesis import HealthCheck, given, settings
@@ -34,10 +33,18 @@ MARKETS = ("DE", "NL")
 INSTANCES = ("a", "b", "c")
 
 
-@dataclass
 class Scenario:
-    rule: Rule
-    results: list[ProbeResult]
+    # Not a dataclass: hypothesis pretty-prints dataclasses field by field (60 kB here).
+    def __init__(self, rule: Rule, results: list[ProbeResult]) -> None:
+        self.rule, self.results = rule, results
+
+    def __repr__(self) -> str:
+        # A falsifying example must stay readable (and hypothesis warns on huge reprs).
+        marks = "".join("." if r.ok else "x" for r in self.results)
+        return (
+            f"Scenario(split_by={self.rule.split_by}, quorum={self.rule.quorum!r}, "
+            f"{len(self.results)} results: {marks[:200]})"
+        )
 
 
 @st.composite

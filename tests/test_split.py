@@ -238,3 +238,26 @@ def test_engine_state_version_1_is_still_read() -> None:
     driver = Driver(engine)
     minutes(driver, 40, 70, DE=True)
     assert incident.status is IncidentStatus.RESOLVED
+
+
+def test_a_healthy_evaluation_ends_the_episode_even_while_another_market_is_held() -> None:
+    """NL holds the watch (only suspect results) while DE recovers for one minute: DE's
+    episode ends there (timing rule 2) instead of carrying its old clock through the hold."""
+    driver = Driver(Engine([rule(split_by=("market",), window=MIN)]))
+
+    def minute_of(start: int, stop: int, de_ok: bool, nl_suspect: bool) -> None:
+        for minute in range(start, stop):
+            driver.run_until_before(minute)
+            engine = driver.engine
+            engine.observe(result(minute, de_ok, market="DE", probe="dhl-DE"))
+            engine.observe(result(minute, True, market="NL", probe="dhl-NL", suspect=nl_suspect))
+            driver.evaluate(driver.at(minute))
+
+    minute_of(0, 10, de_ok=False, nl_suspect=False)  # DE's episode starts at 0
+    minute_of(10, 11, de_ok=False, nl_suspect=True)  # NL's results turn suspect: held
+    minute_of(11, 12, de_ok=True, nl_suspect=True)  # one healthy evaluation of DE
+    minute_of(12, 15, de_ok=False, nl_suspect=True)  # no episode starts while held
+    minute_of(15, 50, de_ok=False, nl_suspect=False)
+    [decision] = opened(driver)
+    assert decision.incident.opened_at == T0 + 45 * MIN  # 15 + 30, not 0 + 30
+    assert decision.incident.started_at == T0 + 15 * MIN

@@ -65,6 +65,11 @@ class Lifecycle:
         # Restored after downtime (the old verdict stands only once a fresh result confirms
         # it), or only suspect results: nothing moves, no update is posted.
         if watch.blockers:
+            # Nothing opens or is posted, but a series that judged itself healthy still ends
+            # its episode: one non-failing evaluation ends an episode (timing rule 2).
+            for series in due:
+                if not (series.held or series.failing or series.fresh_after is not None):
+                    self._end_episode(series, now, None, out)
             self._schedule(watch, rule, now, due)
             return False
         calendar = self.calendar
