@@ -19,9 +19,10 @@ from detector.model import (
     IncidentResolved,
     IncidentUpdate,
     IncidentUpdated,
+    incident_fields,
 )
 from detector.replay import incident_to_dict
-from detector.timeutil import format_time
+from detector.timeutil import format_time, in_range
 
 EventName = Literal[
     "incident.opened",
@@ -59,14 +60,27 @@ class OutboxEvent:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _time(moment: float | None) -> str | None:
+    return format_time(moment) if moment is not None and in_range(moment) else None
+
+
 def incident_object(incident: Incident) -> dict[str, Any]:
     """The replay incident object plus what on-call needs. The one call to the shared
-    serialiser: swap it here."""
-    data = incident_to_dict(incident)
+    serialiser: swap it here. Never raises: it runs inside the commit of the change."""
+    try:
+        data = incident_to_dict(incident)
+    except (ValueError, OverflowError, OSError):  # a time no reader can format: shown as null
+        data = {**incident_fields(incident), "opened_at": _time(incident.opened_at),
+                "resolved_at": _time(incident.resolved_at)}  # fmt: skip
+        data["updates"] = [
+            {"at": _time(u.at), "status": str(u.status),
+             "component_status": str(u.component_status), "body": u.body}
+            for u in incident.updates
+        ]  # fmt: skip
     data["status"] = str(incident.status)
     data["component_status"] = str(incident.component_status)
     data["markets"] = list(incident.markets)
-    data["started_at"] = None if incident.started_at is None else format_time(incident.started_at)
+    data["started_at"] = _time(incident.started_at)
     for out, update in zip(data["updates"], incident.updates, strict=True):
         out["evidence"] = update.evidence
         out["public"] = update.public
@@ -170,7 +184,7 @@ def episode_event(episode: Episode, channel: str, now: float) -> OutboxEvent:
             "episode": {
                 "rule": episode.rule,
                 "component": episode.component,
-                "started_at": format_time(episode.started_at),
+                "started_at": _time(episode.started_at),
                 "failing_for_s": round(now - episode.started_at, 3),
             },
         },
@@ -197,9 +211,7 @@ def contract_body(
     event: str, delivery: str, at: float, body: Mapping[str, Any], audience: Audience
 ) -> dict[str, Any]:
     """The webhook contract (DESIGN "Notifications"): event, delivery, at, incident, + extras."""
-    return {"event": event, "delivery": delivery, "at": format_time(at)} | for_audience(
-        body, audience
-    )
+    return {"event": event, "delivery": delivery, "at": _time(at)} | for_audience(body, audience)
 
 
 def latest_update(body: Mapping[str, Any], audience: Audience) -> dict[str, Any] | None:
