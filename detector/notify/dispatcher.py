@@ -38,11 +38,13 @@ from detector.store.outbox import Delivery, DeliveryState, Router
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 600.0
 POLL_S = 1.0  # how often pending retries are looked at when nothing wakes the dispatcher
+DEPTHS_EVERY_S = 1.0  # the queue-depth gauge: a COUNT per second at most, not one per step
 
 
 class OutboxStore(Protocol):
     def fan_out(self, route: Router, now: float, limit: int = 1000) -> int: ...
-    def pending_deliveries(self, channel: str, limit: int = 500) -> list[Delivery]: ...
+    def pending_heads(self, channel: str, limit: int = 2000) -> list[tuple[str, str, float]]: ...
+    def load_deliveries(self, ids: Sequence[str]) -> list[Delivery]: ...
     def finish_delivery(
         self, delivery_id: str, state: DeliveryState, *, next_at: float, error: str, now: float
     ) -> None: ...
@@ -99,6 +101,7 @@ class Dispatcher:
         }
         self.inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._depths_at = float("-inf")
 
     def _sender(self, channel: Channel) -> Sender:
         if channel.type == "email":
@@ -146,12 +149,15 @@ class Dispatcher:
             for lane in self.lanes.values():
                 await self._start(lane, now)
             await self._resend_alerts(now)
-            depths = await asyncio.to_thread(self.store.queue_depths)
+            if now - self._depths_at >= DEPTHS_EVERY_S or not self.inflight:
+                self._depths_at = now
+                depths = await asyncio.to_thread(self.store.queue_depths)
+                self.metrics.set_notification_queue_depths(
+                    {n: depths.get(n, 0) for n in self.lanes}
+                )
         except StoreError as exc:
             self.metrics.store_error()
             self.log.error("store_error", action="dispatch_notifications", error=str(exc))
-            return
-        self.metrics.set_notification_queue_depths({n: depths.get(n, 0) for n in self.lanes})
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the attempts under way (tests; shutdown, bounded by `timeout`)."""
@@ -179,17 +185,22 @@ class Dispatcher:
             await asyncio.to_thread(self.store.add_outbox_events, events)
 
     async def _start(self, lane: _Lane, now: float) -> None:
-        pending = await asyncio.to_thread(self.store.pending_deliveries, lane.channel.name)
+        free = lane.channel.concurrency - len(lane.busy)
+        if free <= 0:
+            return
+        heads = await asyncio.to_thread(self.store.pending_heads, lane.channel.name)
         seen: set[str] = set()
-        for delivery in pending:
-            if delivery.subject in seen:
+        chosen: list[str] = []
+        for delivery_id, subject, next_at in heads:
+            if subject in seen:
                 continue  # in order per subject: only its oldest pending delivery may go
-            seen.add(delivery.subject)
-            if delivery.subject in lane.busy or delivery.next_at > now:
-                continue
-            if lane.slots.locked():
-                break
-            await lane.slots.acquire()
+            seen.add(subject)
+            if subject not in lane.busy and next_at <= now:
+                chosen.append(delivery_id)
+                if len(chosen) == free:
+                    break
+        for delivery in await asyncio.to_thread(self.store.load_deliveries, chosen):
+            await lane.slots.acquire()  # never waits: `free` counted the slots
             lane.busy.add(delivery.subject)
             task = asyncio.get_running_loop().create_task(self._attempt(lane, delivery))
             self.inflight.add(task)

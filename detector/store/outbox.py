@@ -187,6 +187,33 @@ class OutboxMixin:
                 session.exec(core_update(outbox).where(outbox.c.id.in_(ids)).values(fanned=True))
             return len(rows)
 
+    def pending_heads(self, channel: str, limit: int = 2000) -> list[tuple[str, str, float]]:
+        """(id, subject, next_at) of the channel's pending deliveries, oldest event first:
+        cheap (no bodies), so the dispatcher can pick what may go on every step."""
+        table = DeliveryRow.__table__  # type: ignore[attr-defined]
+        query = (
+            core_select(table.c.id, table.c.subject, table.c.next_at)
+            .where(table.c.channel == channel, table.c.state == "pending")
+            .order_by(table.c.outbox_id)
+            .limit(limit)
+        )
+        with self._session("list pending deliveries") as session:
+            rows = session.connection().execute(query).all()
+            return [(str(i), str(subject), float(at)) for i, subject, at in rows]
+
+    def load_deliveries(self, ids: Sequence[str]) -> list[Delivery]:
+        """The deliveries named, with their events, in event order."""
+        if not ids:
+            return []
+        query = (
+            select(DeliveryRow, OutboxRow)
+            .join(OutboxRow, col(OutboxRow.id) == col(DeliveryRow.outbox_id))
+            .where(col(DeliveryRow.id).in_(list(ids)))
+            .order_by(col(DeliveryRow.outbox_id))
+        )
+        with self._session("read deliveries") as session:
+            return [_delivery(d, o) for d, o in session.exec(query).all()]
+
     def pending_deliveries(self, channel: str, limit: int = 500) -> list[Delivery]:
         """The channel's pending deliveries, oldest event first."""
         return self.list_deliveries(channel=channel, states=("pending",), limit=limit)
