@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import pg
 import pytest
 from notifykit import (
     T0,
@@ -28,7 +30,7 @@ from notifykit import (
 from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.model import ComponentStatus, Episode, IncidentStatus
-from detector.store import SqlStore, StoreError, open_store
+from detector.store import SqlStore, StoreError, migrate, open_store
 
 SECRET = "s3cret-hmac-key"
 
@@ -38,9 +40,25 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_SECRET", SECRET)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    s = open_store(f"sqlite:///{tmp_path}/detector.db")
+_databases = (f"notify_{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[str]:
+    with pg.start_postgres() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """The outbox on both backends: the same contract."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/detector.db"
+    else:
+        server: str = request.getfixturevalue("postgres_server")
+        url = pg.create_database(server, next(_databases), template=pg.DATABASE)
+    s = open_store(url)
     yield s
     s.close()
 

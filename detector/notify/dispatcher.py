@@ -38,6 +38,7 @@ from detector.store.outbox import Delivery, DeliveryState, Router
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 600.0
 POLL_S = 1.0  # how often pending retries are looked at when nothing wakes the dispatcher
+STOP_GRACE_S = 3.0
 DEPTHS_EVERY_S = 1.0  # the queue-depth gauge: a COUNT per second at most, not one per step
 
 
@@ -102,6 +103,7 @@ class Dispatcher:
         self.inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._depths_at = float("-inf")
+        self.stop_grace = STOP_GRACE_S
 
     def _sender(self, channel: Channel) -> Sender:
         if channel.type == "email":
@@ -136,7 +138,15 @@ class Dispatcher:
             await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waits:
                 waiter.cancel()
-        await self.drain(timeout=max((x.channel.timeout for x in self.lanes.values()), default=0))
+        await self.close()
+
+    async def close(self) -> None:
+        """Shutdown: attempts under way get STOP_GRACE_S; the rest are cancelled and stay
+        pending in the store, so the next leader sends them (at least once)."""
+        await self.drain(timeout=self.stop_grace)
+        for task in list(self.inflight):
+            task.cancel()
+        await asyncio.gather(*self.inflight, return_exceptions=True)
 
     async def step(self) -> None:
         """Early warnings, fan-out, then start what each channel may send now."""
