@@ -14,6 +14,7 @@ from notifykit import Answer, Receiver, start_receiver, stop_receiver
 from test_daemon import clock, credentials, fault, make_daemon, minutes, sandbox
 
 from detector.clock import ManualClock
+from detector.store import SqlStore
 
 __all__ = ["clock", "credentials", "sandbox"]  # fixtures used by name
 
@@ -75,7 +76,7 @@ async def test_early_warning_then_the_incident_while_a_hanging_channel_delays_no
         assert dispatcher.inflight
         dispatcher.stop_grace = 0.1
         await dispatcher.close()  # shutdown: the hanging attempt is cancelled, kept pending
-        assert daemon.store is not None
+        assert isinstance(daemon.store, SqlStore)
         assert [d.attempts for d in daemon.store.pending_deliveries("stuck")] == [0, 0]
     finally:
         stuck.released.set()
