@@ -294,6 +294,9 @@ def load_settings(path: str | Path, *, resolve_secrets: bool = True) -> Settings
         except ValueError as exc:
             where = ("notifications", i, "secret_file" if channel.secret_file else "secret_env")
             raise ConfigError(_located(path, root, where, str(exc))) from None
+        if channel.type == "email" and not (channel.link or settings.page_url):
+            why = "email needs page_url (or link) for its unsubscribe links"
+            raise ConfigError(_located(path, root, ("notifications", i, "link"), why))
     probes = [(("probes", i), p, settings.probe_defaults) for i, p in enumerate(settings.probes)]
     canaries = [
         (("self_check", "canaries", i), _canary_config(c, settings.self_check), ProbeDefaults())

@@ -119,3 +119,16 @@ def test_a_bad_channel_is_one_line_naming_file_line_and_field(
         load_settings(config)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert str(caught.value).startswith(f"{config}:")
+
+
+def test_email_without_a_page_url_or_a_smtp_url_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "detector.yaml"
+    mail = "{name: m, type: email, url: 'smtp://mail:587', sender: s@x, to: [a@x]}"
+    config.write_text(BASE + f"  - {mail}\n")
+    with pytest.raises(ConfigError, match=r":5: notifications\[0\].link: email needs page_url"):
+        load_settings(config)
+    config.write_text(BASE + "  - " + mail.replace("smtp://mail:587", "http://mail") + "\n")
+    with pytest.raises(ConfigError, match="url must be smtp://host:port"):
+        load_settings(config)
+    config.write_text("page_url: https://status.example.com\n" + BASE + f"  - {mail}\n")
+    assert load_settings(config).notifications[0].to == ["a@x"]

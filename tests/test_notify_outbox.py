@@ -275,3 +275,18 @@ async def test_maintenance_start_and_end_are_events(
     bodies = receiver.bodies()
     assert [b["event"] for b in bodies] == ["maintenance.started", "maintenance.ended"]
     assert bodies[1]["component"]["previous_status"] == "under_maintenance"
+
+
+async def test_finished_deliveries_are_forgotten_after_a_week_pending_ones_never(
+    store: SqlStore, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    commit(store, [opened(incident("a"))], {}, T0)
+    clock = ManualClock(T0)
+    dispatcher = make_dispatcher(store, [hook(receiver)], session, clock)  # type: ignore[list-item]
+    await settle(dispatcher)
+    receiver.default = Answer(503)
+    commit(store, [opened(incident("b", "carriers/ups"))], {}, T0 + 1)
+    await settle(dispatcher)
+    assert store.prune_outbox(T0 + 8 * 86400) == 1  # "a" delivered; "b" still pending
+    assert store.list_deliveries(states=("delivered",)) == []
+    assert [d.subject for d in store.pending_deliveries("ops-hook")] == ["b"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -141,6 +142,8 @@ class Channel(BaseModel):
             if not present:
                 what = "secret_env or secret_file" if field == "secret" else field
                 raise ValueError(f"channel {self.name!r} ({self.type}) needs {what}")
+        if self.type == "email" and not re.fullmatch(r"smtp://[^/:@\s]+(:\d{1,5})?/?", self.url):
+            raise ValueError(f"channel {self.name!r}: url must be smtp://host:port")
         if self.type in _PUBLIC_ONLY and self.audience != "public":
             raise ValueError(f"channel {self.name!r}: {self.type} carries public text only")
         if self.notify_after is not None and self.audience != "oncall":
@@ -161,6 +164,10 @@ class Channel(BaseModel):
             except OSError as exc:
                 raise ValueError(f"cannot read {self.secret_file}: {exc.strerror}") from None
         return ""
+
+    def attempt_budget(self) -> float:
+        """How long one attempt may take in all: an email goes to every subscriber."""
+        return self.timeout * 2 + (0.5 * len(self.to) if self.type == "email" else 0.0)
 
     def wants(self, event: str, facts: Mapping[str, Any], target: str) -> bool:
         if target and target != self.name:

@@ -39,6 +39,9 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 600.0
 POLL_S = 1.0  # how often pending retries are looked at when nothing wakes the dispatcher
 STOP_GRACE_S = 3.0
+WARN_EVERY_S = 1.0
+KEEP_S = 7 * 86400.0  # finished deliveries (dead letters too) stay this long for on-call
+PRUNE_EVERY_S = 3600.0
 DEPTHS_EVERY_S = 1.0  # the queue-depth gauge: a COUNT per second at most, not one per step
 
 
@@ -51,6 +54,7 @@ class OutboxStore(Protocol):
     ) -> None: ...
     def add_outbox_events(self, events: Sequence[OutboxEvent]) -> None: ...
     def queue_depths(self) -> dict[str, int]: ...
+    def prune_outbox(self, before: float) -> int: ...
     def channel_ref(self, channel: str, key: str) -> str | None: ...
     def set_channel_ref(self, channel: str, key: str, ref: str) -> None: ...
     def subscribers(self, channel: str, addresses: list[str]) -> dict[str, str]: ...
@@ -104,6 +108,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._depths_at = float("-inf")
         self.stop_grace = STOP_GRACE_S
+        self._pruned_at = float("-inf")
+        self._warned_at = float("-inf")
 
     def _sender(self, channel: Channel) -> Sender:
         if channel.type == "email":
@@ -131,9 +137,9 @@ class Dispatcher:
     async def run(self, stopping: asyncio.Event) -> None:
         """The daemon's task: a step whenever woken (or every POLL_S), while `should_run`."""
         while not stopping.is_set():
+            self._wake.clear()  # before the step: a wake during it means "step again"
             if self.should_run():
                 await self.step()
-            self._wake.clear()
             waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, stopping)]
             await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waits:
@@ -159,6 +165,9 @@ class Dispatcher:
             for lane in self.lanes.values():
                 await self._start(lane, now)
             await self._resend_alerts(now)
+            if now - self._pruned_at >= PRUNE_EVERY_S:
+                self._pruned_at = now
+                await asyncio.to_thread(self.store.prune_outbox, now - KEEP_S)
             if now - self._depths_at >= DEPTHS_EVERY_S or not self.inflight:
                 self._depths_at = now
                 depths = await asyncio.to_thread(self.store.queue_depths)
@@ -175,6 +184,10 @@ class Dispatcher:
             await asyncio.wait(set(self.inflight), timeout=timeout)
 
     async def _early_warnings(self, now: float) -> None:
+        # Every series is looked at: once a second at most, not on every delivery's wake.
+        if now - self._warned_at < WARN_EVERY_S:
+            return
+        self._warned_at = now
         events = [
             episode_event(episode, lane.channel.name, now)
             for lane in self.lanes.values()
@@ -219,10 +232,11 @@ class Dispatcher:
     async def _attempt(self, lane: _Lane, delivery: Delivery) -> None:
         channel = lane.channel
         try:
+            budget = channel.attempt_budget()  # a backstop: each sender has its own timeout
             try:
-                await asyncio.wait_for(lane.sender.send(delivery), channel.timeout * 2)
+                await asyncio.wait_for(lane.sender.send(delivery), budget)
             except TimeoutError:
-                raise DeliveryError(f"no answer within {channel.timeout * 2:g}s") from None
+                raise DeliveryError(f"no answer within {budget:g}s") from None
             except (DeliveryError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # a bug in a channel must not stop the others

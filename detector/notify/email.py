@@ -47,12 +47,8 @@ class Email:
         self.context = context
         self.store = store
         self.password = channel.secret() if channel.secret_env or channel.secret_file else ""
-        parts = urlsplit(channel.url)
-        if parts.scheme != "smtp" or not parts.hostname:
-            raise ValueError(f"channel {channel.name!r}: url must be smtp://host:port")
-        self.host, self.port = parts.hostname, parts.port or 587
-        if not (channel.link or context.link):
-            raise ValueError(f"channel {channel.name!r}: unsubscribe links need page_url or link")
+        parts = urlsplit(channel.url)  # checked by Channel: smtp://host[:port]
+        self.host, self.port = parts.hostname or "", parts.port or 587
 
     async def send(self, delivery: Delivery) -> None:
         tokens = await asyncio.to_thread(self.store.subscribers, self.channel.name, self.channel.to)
@@ -64,9 +60,10 @@ class Email:
         if not mails:
             return
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._send, mails), self.channel.timeout)
+            budget = self.channel.attempt_budget()
+            await asyncio.wait_for(asyncio.to_thread(self._send, mails), budget)
         except TimeoutError:
-            raise DeliveryError(f"SMTP timed out after {self.channel.timeout:g}s") from None
+            raise DeliveryError(f"SMTP timed out after {budget:g}s") from None
         except (OSError, smtplib.SMTPException) as exc:
             permanent = isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
             raise DeliveryError(f"SMTP: {type(exc).__name__}", permanent=permanent) from None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import JSON, BigInteger, Double, Index, Integer, Table, UniqueConstraint, func
+from sqlalchemy import delete as core_delete
 from sqlalchemy import select as core_select
 from sqlalchemy import update as core_update
 from sqlmodel import Field, Session, col, select
@@ -276,6 +277,24 @@ class OutboxMixin:
         with self._session("count deliveries") as session:
             rows = session.connection().execute(query).all()
             return {channel: int(n) for channel, n in rows}
+
+    def prune_outbox(self, before: float) -> int:
+        """Forget finished deliveries (delivered or dead) last touched before `before`, and
+        fanned-out events older than that with no delivery left; returns deliveries removed."""
+        deliveries = DeliveryRow.__table__  # type: ignore[attr-defined]
+        outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+        finished = core_delete(deliveries).where(
+            deliveries.c.state.in_(["delivered", "dead"]), deliveries.c.updated_at < before
+        )
+        orphaned = core_delete(outbox).where(
+            outbox.c.fanned.is_(True),
+            outbox.c.at < before,
+            ~core_select(deliveries.c.id).where(deliveries.c.outbox_id == outbox.c.id).exists(),
+        )
+        with self._session("prune outbox") as session:
+            removed = int(session.exec(finished).rowcount)
+            session.exec(orphaned)
+            return removed
 
     # --- per-channel memory
     def channel_ref(self, channel: str, key: str) -> str | None:
