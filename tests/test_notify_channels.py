@@ -25,7 +25,7 @@ from notifykit import (
 )
 
 from detector.clock import ManualClock
-from detector.model import ComponentStatus, IncidentStatus
+from detector.model import ComponentStatus, Episode, IncidentStatus
 from detector.notify.config import Channel
 from detector.store import SqlStore, open_store
 
@@ -188,3 +188,52 @@ def test_a_channel_missing_what_its_type_needs_is_a_config_error() -> None:
         Channel.model_validate(
             {"name": "s", "type": "slack", "url": "http://x", "notify_after": "5m"}
         )
+
+
+@pytest.mark.parametrize("kind", ["slack", "pagerduty", "statuspage"])
+async def test_a_hanging_api_times_out_and_delays_no_other_channel(
+    kind: str, store: SqlStore, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "x")
+    hanging, healthy = await start_receiver(), await start_receiver()
+    try:
+        hanging.default = Answer(hang=True)
+        stuck = channel(
+            name="stuck", type=kind, url=hanging.url if kind == "slack" else hanging.base,
+            timeout="0.3s", secret_env="SP_API_KEY" if kind == "statuspage" else "PD_ROUTING_KEY",
+            **({"page_id": "kctbh9vrtdwd", "rate": 100} if kind == "statuspage" else {}),
+        )  # fmt: skip
+        fine = channel(name="fine", type="webhook", url=healthy.url, secret_env="HOOK_SECRET")
+        store.commit_engine([opened(incident())], {}, {}, T0)
+        dispatcher = make_dispatcher(store, [stuck, fine], session, ManualClock(T0))
+        await dispatcher.step()
+        await dispatcher.drain(timeout=0.2)
+        assert [b["event"] for b in healthy.bodies()] == ["incident.opened"]  # not held up
+        await dispatcher.drain()
+        (pending,) = store.pending_deliveries("stuck")
+        assert pending.attempts == 1 and "timed out after 0.3s" in pending.last_error
+    finally:
+        await stop_receiver(hanging)
+        await stop_receiver(healthy)
+
+
+async def test_slack_says_component_maintenance_and_early_warning_in_words(
+    store: SqlStore, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    store.sync_components([])
+    statuses = {"carriers/dhl": ComponentStatus.PARTIAL_OUTAGE}
+    store.commit_engine([], {}, statuses, T0)
+    store.commit_engine([], {}, {"carriers/dhl": ComponentStatus.UNDER_MAINTENANCE}, T0 + 60)
+    store.commit_engine([], {}, {"carriers/dhl": ComponentStatus.OPERATIONAL}, T0 + 120)
+    episodes = [Episode("carrier-label-creation", "carriers/ups", T0 - 600, None, "pending")]
+    slack = channel(name="team", type="slack", url=receiver.url, audience="oncall",
+                    notify_after="5m")  # fmt: skip
+    clock = ManualClock(T0 + 120)
+    await settle(make_dispatcher(store, [slack], session, clock, episodes=lambda: episodes))
+    texts = sorted(b["text"] for b in receiver.bodies())
+    assert any("dhl is now partial outage" in t for t in texts)
+    assert any("dhl: maintenance started" in t for t in texts)
+    assert any("dhl: maintenance ended, now operational" in t for t in texts)
+    assert any(
+        "Early warning: carrier-label-creation failing on carriers/ups for 12m" in t for t in texts
+    )
