@@ -10,7 +10,7 @@ from typing import Any
 from detector.model import Incident
 from detector.notify.config import Channel
 from detector.notify.http import Context, request
-from detector.notify.payload import incident_object
+from detector.notify.payload import Audience, for_audience, incident_object
 from detector.notify.text import headline
 from detector.store.outbox import Delivery
 
@@ -63,11 +63,18 @@ class Alertmanager:
         self.context = context
         self.endpoint = channel.url.rstrip("/") + "/api/v2/alerts"
 
+    def _seen(self, incident: dict[str, Any]) -> dict[str, Any]:
+        seen: dict[str, Any] = for_audience({"incident": incident}, self._audience())["incident"]
+        return seen
+
+    def _audience(self) -> Audience:
+        return self.channel.audience or "oncall"
+
     def _link(self) -> str:
         return self.channel.link or self.context.link
 
     async def send(self, delivery: Delivery) -> None:
-        incident = delivery.body.get("incident")
+        incident = for_audience(delivery.body, self._audience()).get("incident")
         if isinstance(incident, dict):
             ends = incident["resolved_at"] if delivery.event == "incident.resolved" else None
             alert = incident_alert(incident, self._link(), ends or None)
@@ -80,7 +87,7 @@ class Alertmanager:
     async def resend(self, open_incidents: Sequence[Incident]) -> None:
         """Keep open incidents firing (Alertmanager resolves what is not re-sent)."""
         alerts = [
-            incident_alert(incident_object(i), self._link(), None)
+            incident_alert(self._seen(incident_object(i)), self._link(), None)
             for i in open_incidents
             if self.channel.match.matches(
                 "incident.updated",

@@ -8,6 +8,7 @@ from typing import Any
 
 from detector.notify.config import Channel
 from detector.notify.http import Context, request
+from detector.notify.payload import for_audience
 from detector.notify.text import headline
 from detector.store.outbox import Delivery
 
@@ -73,10 +74,11 @@ class PagerDuty:
 
     async def send(self, delivery: Delivery) -> None:
         link = self.channel.link or self.context.link
+        body = for_audience(delivery.body, self.channel.audience or "oncall")
         await request(
             self.context.session,
             "POST",
             self.channel.url,
-            body=pagerduty_event(self.routing_key, delivery.event, delivery.body, link),
+            body=pagerduty_event(self.routing_key, delivery.event, body, link),
             timeout=self.channel.timeout,
         )
