@@ -1,21 +1,17 @@
-"""What the HTTP API tests share: a real aiohttp server on loopback, a real SQLite file store,
-and a small real Control that records into that store (the daemon's job in production).
-
-Test modules import the fixtures they use by name."""
+"""What the HTTP API tests share: the components a real SQLite file store holds, a small real
+Control that records into that store (the daemon's job in production), and the token.
+The fixtures over them (store, control, make_client, client) are in conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from factories import T0, make_incident
 
 from detector.clock import ManualClock
-from detector.metrics import Metrics
 from detector.model import (
     ComponentStatus,
     Deploy,
@@ -27,12 +23,23 @@ from detector.model import (
 )
 from detector.store.base import ComponentRecord
 from detector.store.sql import SqlStore
-from detector.web.app import make_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOW = 1_795_860_000.0  # 2026-11-28T10:00:00Z
+NOW = T0  # 2026-11-28T10:00:00Z
 MAJOR = ComponentStatus.MAJOR_OUTAGE
+# Every Statuspage v2 read, then every public read (the page too).
+V2_PATHS = [
+    "/api/v2/summary.json",
+    "/api/v2/status.json",
+    "/api/v2/components.json",
+    "/api/v2/incidents.json",
+    "/api/v2/incidents/unresolved.json",
+    "/api/v2/scheduled-maintenances.json",
+    "/api/v2/scheduled-maintenances/upcoming.json",
+    "/api/v2/scheduled-maintenances/active.json",
+]
+PUBLIC_PATHS = ["/", *V2_PATHS]
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
@@ -89,66 +96,11 @@ class StoreControl:
 def open_incident(
     incident_id: str = "inc-1", component: str = "carriers/dhl", title: str = "DHL: failing (DE)"
 ) -> Incident:
-    update = IncidentUpdate(NOW - 1800, IncidentStatus.INVESTIGATING, MAJOR, "Labels fail.")
-    return Incident(
-        id=incident_id, rule="carrier-label-creation", component=component, title=title,
-        cause="sustained", deploy=None, impact=MAJOR, status=IncidentStatus.INVESTIGATING,
-        component_status=MAJOR, opened_at=NOW - 1800, updates=[update], markets=("DE",),
-    )  # fmt: skip
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(NOW)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'detector.db'}")
-    sql.create_schema()
-    sql.sync_components(COMPONENTS)
-    yield sql
-    sql.close()
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(version="test")
-
-
-@pytest.fixture
-def control(store: SqlStore, clock: ManualClock) -> StoreControl:
-    return StoreControl(store, clock)
-
-
-@pytest.fixture
-def make_client(
-    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
-    store: SqlStore,
-    control: StoreControl,
-    metrics: Metrics,
-    clock: ManualClock,
-) -> ClientFactory:
-    async def make(**overrides: Any) -> Client:
-        options: dict[str, Any] = {
-            "store": store, "control": control, "metrics": metrics, "clock": clock,
-            "token": TOKEN, "page_name": "Sendcloud status",
-        }  # fmt: skip
-        options.update(overrides)
-        return await aiohttp_client(make_app(**options))
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client: ClientFactory) -> AsyncIterator[Client]:
-    yield await make_client()
+    """The open incident the API tests read: opened half an hour before NOW."""
+    return make_incident(incident_id, NOW - 1800, component=component, title=title)
 
 
 def commit(store: SqlStore, *incidents: Incident) -> None:
     statuses = {incident.component: incident.component_status for incident in incidents}
     decisions = [IncidentOpened(incident) for incident in incidents]
     store.commit_engine(decisions, {}, statuses, NOW - 1800)
-
-
-FIXTURES = (client, make_client, store, control, clock, metrics)

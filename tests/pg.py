@@ -10,6 +10,7 @@ and the server log's tail, so the tests that need it fail rather than skip.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
@@ -65,8 +66,13 @@ def url_for(port: int, database: str) -> str:
     return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/{database}"
 
 
-def create_database(server_url: str, name: str, template: str | None = None) -> str:
-    """Create database `name` on the server of `server_url`; returns its URL."""
+_fresh_names = (f"test_{n}" for n in itertools.count())
+
+
+def create_database(server_url: str, name: str = "", template: str | None = None) -> str:
+    """Create database `name` (a fresh one when empty) on the server of `server_url`;
+    returns its URL."""
+    name = name or next(_fresh_names)
     port = make_url(server_url).port or 5432
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template is not None:

@@ -5,14 +5,13 @@ rejected request changes nothing in the store."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from apikit import AUTH, COMPONENTS, NOW, TOKEN, StoreControl, commit, open_incident
+from apikit import AUTH, TOKEN, StoreControl, commit, open_incident
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,15 +91,15 @@ def state(store: SqlStore) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_write_api_survives_any_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str
+    store: SqlStore,
+    control: StoreControl,
+    metrics: Metrics,
+    clock: ManualClock,
+    capsys: pytest.CaptureFixture[str],
+    endpoint: str,
 ) -> None:
-    clock = ManualClock(NOW)
-    store = SqlStore(f"sqlite:///{tmp_path / 'detector.db'}")
-    store.create_schema()
-    store.sync_components(COMPONENTS)
     commit(store, open_incident())
-    app = make_app(store=store, control=StoreControl(store, clock), metrics=Metrics("test"),
-                   clock=clock, token=TOKEN)  # fmt: skip
+    app = make_app(store=store, control=control, metrics=metrics, clock=clock, token=TOKEN)
     loop = asyncio.new_event_loop()
     client = TestClient(TestServer(app), loop=loop)
     loop.run_until_complete(client.start_server())
@@ -130,7 +129,6 @@ def test_write_api_survives_any_json(
     finally:
         loop.run_until_complete(client.close())
         loop.close()
-        store.close()
     output = "".join(capsys.readouterr())
     assert "Traceback" not in output and "internal_error" not in output
     total = sum(seen.values())

@@ -7,29 +7,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import apikit
 import orjson
 import pytest
-from apikit import AUTH, NOW, Client, commit, open_incident
+from apikit import AUTH, NOW, PUBLIC_PATHS, Client, commit, open_incident
 
 from detector.model import Deploy, IncidentStatus, IncidentUpdate, Maintenance
 from detector.store.sql import SqlStore
 from detector.timeutil import TimeFormatError, parse_time
 
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
-
 FAR_FUTURE, FAR_PAST = "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"
-PUBLIC_READS = [
-    "/",
-    "/api/v2/summary.json",
-    "/api/v2/status.json",
-    "/api/v2/components.json",
-    "/api/v2/incidents.json",
-    "/api/v2/incidents/unresolved.json",
-    "/api/v2/scheduled-maintenances.json",
-    "/api/v2/scheduled-maintenances/upcoming.json",
-    "/api/v2/scheduled-maintenances/active.json",
-]
 WINDOW = {"start": "2026-11-28T12:00:00Z", "end": "2026-11-28T13:00:00Z",
           "components": ["carriers/dhl"], "title": "DHL work"}  # fmt: skip
 DEPLOY = {"service": "label-api", "version": "1", "components": ["carriers/dhl"]}
@@ -46,7 +32,7 @@ def stored(store: SqlStore) -> tuple[Any, ...]:
 
 
 async def all_reads_answer(client: Client) -> None:
-    for path in PUBLIC_READS:
+    for path in PUBLIC_PATHS:
         response = await client.get(path)
         assert response.status == 200, (path, await response.text())
 
@@ -150,7 +136,7 @@ async def test_non_utf8_authorization_is_401_json(
 # ---------------------------------------------------------------------------- headers
 
 
-@pytest.mark.parametrize("path", PUBLIC_READS)
+@pytest.mark.parametrize("path", PUBLIC_PATHS)
 async def test_every_response_has_the_security_headers(client: Client, path: str) -> None:
     response = await client.get(path)
     assert response.headers["X-Content-Type-Options"] == "nosniff"

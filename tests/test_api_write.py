@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import apikit
 import pytest
 from apikit import AUTH, NOW, TOKEN, Client, ClientFactory, commit, open_incident
 
@@ -14,7 +13,6 @@ from detector.model import IncidentStatus
 from detector.store.sql import SqlStore
 
 # the shared fixtures, bound here so pytest finds them
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 
 # ---------------------------------------------------------------------------- auth

@@ -60,23 +60,15 @@ def test_rules_check_counts_a_file_named_twice_once(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().out == "ok: 1 rules in 1 files\n"
 
 
-def test_rules_check_names_file_line_and_rule(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("good", [[], [RULES]], ids=["alone", "next-to-a-good-file"])
+def test_rules_check_names_file_line_and_rule_and_one_bad_file_rejects_the_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], good: list[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_RULE)
-    message = one_error_line(capsys, ["rules", "check", str(bad)])
+    message = one_error_line(capsys, ["rules", "check", *good, str(bad)])
     assert message.startswith(f"{bad}:6: rule 'carrier-down': when: unknown metric 'error_rate'")
     assert capsys.readouterr().out == ""
-
-
-def test_rules_check_one_bad_file_rejects_the_set(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(BAD_RULE)
-    message = one_error_line(capsys, ["rules", "check", RULES, str(bad)])
-    assert message.startswith(f"{bad}:6:")
 
 
 # ------------------------------------------------------------------ error paths

@@ -5,64 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
+from daemonkit import add_fault, clear_faults, make_daemon, running, sqlite_url
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
-from detector.logs import configure
 from detector.model import ComponentStatus, IncidentStatus
-from detector.sandbox import make_app
-from detector.settings import load_settings
 from detector.store import SqlStore
 
-T0 = 1_795_860_000.0
 MIN = 60.0
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-def make_daemon(tmp_path: Path, sandbox: TestServer, clock: ManualClock, **kwargs: str) -> Daemon:
-    config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **kwargs)
-    return Daemon(load_settings(config), log=configure("json", "error"), clock=clock)
-
-
-async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:
-    async with aiohttp.ClientSession() as session:
-        body = {"component": component, "mode": mode, "seconds": 7200}
-        async with session.post(sandbox.make_url("/_sandbox/faults"), json=body) as response:
-            assert response.status in (200, 201), await response.text()
-
-
-async def heal(sandbox: TestServer) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.delete(sandbox.make_url("/_sandbox/faults")) as response,
-    ):
-        assert response.status in (200, 204)
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 async def crash(daemon: Daemon) -> None:
@@ -80,15 +39,26 @@ async def minutes(daemon: Daemon, clock: ManualClock, count: int) -> None:
         await daemon.evaluate()
 
 
+async def fail_then_crash(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock, count: int
+) -> None:
+    """A daemon sees DHL fail for `count` minutes, writes its results, and dies."""
+    first = make_daemon(tmp_path, sandbox, clock)
+    await first.startup(schedule=False, serve=False)
+    await add_fault(sandbox, "carriers/dhl")
+    await minutes(first, clock, count)
+    await first.flush()
+    await crash(first)
+
+
 async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False)
-    try:
+    async with running(daemon, schedule=False):
         await daemon.probe_all()
         await daemon.evaluate()
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 30)  # failing since minute 1: not yet 30 minutes
         store = daemon.store
         assert store is not None
@@ -127,22 +97,19 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
         assert [i["name"] for i in body["incidents"]] == [incident.title]
         assert body["incidents"][0]["impact"] == "critical"
 
-        await heal(sandbox)
+        await clear_faults(sandbox)
         await minutes(daemon, clock, 16)
         resolved = store.get_incident(incident.id)
         assert resolved.status is IncidentStatus.RESOLVED
         assert [u.status.value for u in resolved.updates][-2:] == ["monitoring", "resolved"]
         assert metrics.get("detector_failure_duration_seconds", duration) == 0
-    finally:
-        await daemon.shutdown()
 
 
 async def test_results_are_stored_in_batches_and_exported(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         await minutes(daemon, clock, 3)
         assert await daemon.flush() == 12  # 4 probes x 3 minutes, one batch
         assert daemon.store is not None
@@ -154,77 +121,55 @@ async def test_results_are_stored_in_batches_and_exported(
             "dhl-label-nl",
             "ups-label-fr",
         }
-    finally:
-        await daemon.shutdown()
 
 
 async def test_restart_keeps_the_clock_and_never_duplicates(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
-    first = make_daemon(tmp_path, sandbox, clock)
-    await first.startup(schedule=False, serve=False)
-    await fault(sandbox, "carriers/dhl")
-    await minutes(first, clock, 15)  # failing since minute 1
-    await first.flush()
-    await crash(first)
+    await fail_then_crash(tmp_path, sandbox, clock, 15)  # failing since minute 1
 
     clock.advance(2 * MIN)  # down for two minutes, still failing
     second = make_daemon(tmp_path, sandbox, clock)
-    await second.startup(schedule=False, serve=False)
-    try:
+    async with running(second, schedule=False, serve=False):
         await minutes(second, clock, 14)  # minute 31
         assert second.store is not None
         [incident] = second.store.list_incidents(unresolved_only=True)
         assert incident.opened_at == T0 + 31 * MIN  # the original clock
-    finally:
-        await second.shutdown()
 
     third = make_daemon(tmp_path, sandbox, clock)  # a clean restart with the incident open
-    await third.startup(schedule=False, serve=False)
-    try:
+    async with running(third, schedule=False, serve=False):
         await minutes(third, clock, 5)
         assert third.store is not None
         assert len(third.store.list_incidents()) == 1
-    finally:
-        await third.shutdown()
 
 
 async def test_downtime_counts_as_failing_only_if_the_failure_is_still_there(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
-    first = make_daemon(tmp_path, sandbox, clock)
-    await first.startup(schedule=False, serve=False)
-    await fault(sandbox, "carriers/dhl")
-    await minutes(first, clock, 20)
-    await first.flush()
-    await crash(first)
+    await fail_then_crash(tmp_path, sandbox, clock, 20)
 
-    await heal(sandbox)
+    await clear_faults(sandbox)
     clock.advance(40 * MIN)  # down past the deadline, but healed meanwhile
     second = make_daemon(tmp_path, sandbox, clock)
-    await second.startup(schedule=False, serve=False)
-    try:
+    async with running(second, schedule=False, serve=False):
         assert await second.evaluate() == []  # waits for fresh results first
         await minutes(second, clock, 10)
         assert second.store is not None
         assert second.store.list_incidents() == []
-    finally:
-        await second.shutdown()
 
 
 async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         writable = daemon.store
         assert writable is not None
         path = tmp_path / "detector.db"
         pipeline, control = daemon.pipeline, daemon.control
         assert pipeline is not None and control is not None
         pipeline.store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 32)
         assert await daemon.flush() == 0
         errors = daemon.metrics.get("detector_store_errors_total")
@@ -239,8 +184,6 @@ async def test_store_failure_keeps_probing_and_recovery_writes_the_buffer(
         [incident] = writable.list_incidents(unresolved_only=True)
         assert incident.opened_at == T0 + 31 * MIN
         assert control.readiness()["store"] is True
-    finally:
-        await daemon.shutdown()
 
 
 async def test_write_api_deploy_flagged_bad_opens_at_once(
@@ -258,7 +201,7 @@ async def test_write_api_deploy_flagged_bad_opens_at_once(
             async with session.post(f"{base}/api/v1/deploys", json=deploy) as response:
                 assert response.status == 201, await response.text()
             clock.advance(20 * MIN)  # past the deploy window
-            await fault(sandbox, "carriers/ups")
+            await add_fault(sandbox, "carriers/ups")
             await minutes(daemon, clock, 3)
             assert daemon.engine.open_incidents() == []
             async with session.post(f"{base}/api/v1/deploys/d-1/bad") as response:
@@ -277,9 +220,8 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
-        await fault(sandbox, "carriers/dhl")
+    async with running(daemon, schedule=False, serve=False):
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 10)
         (tmp_path / "rules" / "broken.yaml").write_text("rules:\n  - name: x\n    windw: 5m\n")
         ok, message = await daemon.reload()
@@ -292,8 +234,6 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
         await minutes(daemon, clock, 21)  # the episode kept its clock through both reloads
         [incident] = daemon.engine.open_incidents()
         assert incident.opened_at == T0 + 31 * MIN
-    finally:
-        await daemon.shutdown()
 
 
 def test_probe_phases_spread_over_the_interval_and_survive_a_restart() -> None:
@@ -337,7 +277,7 @@ async def test_operator_commands_go_through_the_running_daemon(
     daemon = make_daemon(tmp_path, sandbox, clock)
     await daemon.startup(schedule=False)
     url = f"http://127.0.0.1:{daemon.bound_port}"
-    db = f"sqlite:///{tmp_path / 'detector.db'}"
+    db = sqlite_url(tmp_path)
 
     async def cli(*args: str) -> str:
         # The commands are blocking HTTP clients; the daemon serves on this loop.
@@ -346,7 +286,7 @@ async def test_operator_commands_go_through_the_running_daemon(
 
     try:
         await daemon.probe_all()
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 31)
         [incident] = daemon.engine.open_incidents()
 

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import T0, make_result
 
 from detector.cli import main
-from detector.model import Deploy, Maintenance, ProbeResult
+from detector.model import Deploy, Maintenance
 from detector.store import open_store
-
-T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
 
 
 def test_export_then_replay_finds_the_outage(
@@ -19,18 +18,10 @@ def test_export_then_replay_finds_the_outage(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'history.db'}"
     store = open_store(url)
+    outage = range(10, 55)  # minutes
     store.add_results(
         [
-            ProbeResult(
-                at=T0 + minute * 60,
-                probe="dhl-label-de",
-                kind="label_creation",
-                component="carriers/dhl",
-                ok=not 10 <= minute < 55,
-                latency_s=0.3,
-                error=None if not 10 <= minute < 55 else "HTTP 503",
-                labels={"market": "DE"},
-            )
+            make_result(T0 + minute * 60, ok=minute not in outage, latency_s=0.3, phases={})
             for minute in range(85)
         ]
     )

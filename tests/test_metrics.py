@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Any
 
 import pytest
 from debian import require_binary
+from factories import T0, make_result
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.metrics import Metrics
-from detector.model import ComponentStatus, ProbeResult
+from detector.model import ComponentStatus
 
 CONTRACT_SAMPLES = {
     "detector_probe_runs_total",
@@ -32,25 +32,14 @@ CONTRACT_SAMPLES = {
 }
 
 
-def result(ok: bool = True, *, probe: str = "dhl-label-de", **kwargs: Any) -> ProbeResult:
-    values: dict[str, Any] = {
-        "at": 1_795_860_000.0,
-        "probe": probe,
-        "kind": "label_creation",
-        "component": "carriers/dhl",
-        "ok": ok,
-        "latency_s": 0.42,
-    }
-    values.update(kwargs)
-    return ProbeResult(**values)
-
-
 def busy_metrics() -> Metrics:
     """Every metric with at least one sample."""
     metrics = Metrics(version="1.2.3")
-    metrics.observe_probe(result())
-    metrics.observe_probe(result(False, error="HTTP 503"))
-    metrics.observe_probe(result(False, latency_s=None, error="timeout", failure_kind="error"))
+    metrics.observe_probe(make_result())
+    metrics.observe_probe(make_result(ok=False, error="HTTP 503"))
+    metrics.observe_probe(
+        make_result(ok=False, latency_s=None, error="timeout", failure_kind="error")
+    )
     metrics.set_component_statuses({"carriers/dhl": ComponentStatus.MAJOR_OUTAGE})
     metrics.set_failure_durations({("carrier-label-creation", "carriers/dhl"): 95.0})
     metrics.set_open_incidents({"carrier-label-creation": 1, "platform-api": 0})
@@ -58,7 +47,7 @@ def busy_metrics() -> Metrics:
     metrics.incident_resolved("carrier-label-creation")
     metrics.observe_evaluation(0.012)
     metrics.evaluation_failed()
-    metrics.config_reloaded(True, 1_795_860_000.0)
+    metrics.config_reloaded(True, T0)
     metrics.store_error()
     metrics.set_leader(True)
     return metrics
@@ -71,20 +60,20 @@ def test_observe_probe_counts_by_outcome() -> None:
     metrics = Metrics()
     get = metrics.registry.get_sample_value
     labels = {"probe": "dhl-label-de", "kind": "label_creation", "component": "carriers/dhl"}
-    metrics.observe_probe(result())
-    metrics.observe_probe(result())
+    metrics.observe_probe(make_result())
+    metrics.observe_probe(make_result())
     assert get("detector_probe_runs_total", {**labels, "result": "ok"}) == 2
     assert get("detector_probe_success", {"probe": "dhl-label-de"}) == 1
-    metrics.observe_probe(result(False, error="HTTP 503"))
+    metrics.observe_probe(make_result(ok=False, error="HTTP 503"))
     assert get("detector_probe_runs_total", {**labels, "result": "fail"}) == 1
     assert get("detector_probe_success", {"probe": "dhl-label-de"}) == 0
     metrics.observe_probe(
-        result(False, latency_s=None, error="timeout after 10s", failure_kind="error")
+        make_result(ok=False, latency_s=None, error="timeout after 10s", failure_kind="error")
     )
     assert get("detector_probe_runs_total", {**labels, "result": "error"}) == 1
     assert get("detector_probe_duration_seconds_count", {"kind": "label_creation"}) == 3
     assert get("detector_probe_duration_seconds_sum", {"kind": "label_creation"}) == (
-        pytest.approx(1.26)
+        pytest.approx(3 * 0.41)  # three timed runs of make_result()
     )
     bucket = {"kind": "label_creation", "le": "0.5"}
     assert get("detector_probe_duration_seconds_bucket", bucket) == 3
@@ -94,8 +83,8 @@ def test_the_result_label_is_the_probes_own_outcome_not_a_guess_from_text() -> N
     """A 503 whose body says "timeout" is the target answering wrongly: `fail`."""
     metrics = Metrics()
     labels = {"probe": "dhl-label-de", "kind": "label_creation", "component": "carriers/dhl"}
-    metrics.observe_probe(result(False, error="HTTP 503 on POST /x: upstream timeout"))
-    metrics.observe_probe(result(False, error="Cannot connect", failure_kind="error"))
+    metrics.observe_probe(make_result(ok=False, error="HTTP 503 on POST /x: upstream timeout"))
+    metrics.observe_probe(make_result(ok=False, error="Cannot connect", failure_kind="error"))
     get = metrics.registry.get_sample_value
     assert get("detector_probe_runs_total", {**labels, "result": "fail"}) == 1
     assert get("detector_probe_runs_total", {**labels, "result": "error"}) == 1
@@ -110,15 +99,15 @@ def test_self_check_gauge() -> None:
 
 def test_retain_probes_drops_removed_probes() -> None:
     metrics = Metrics()
-    metrics.observe_probe(result(probe="kept"))
-    metrics.observe_probe(result(False, probe="gone"))
-    metrics.observe_probe(result(probe="gone"))
+    metrics.observe_probe(make_result(probe="kept"))
+    metrics.observe_probe(make_result(ok=False, probe="gone"))
+    metrics.observe_probe(make_result(probe="gone"))
     metrics.retain_probes(["kept"])
     get = metrics.registry.get_sample_value
     assert get("detector_probe_success", {"probe": "kept"}) == 1
     assert get("detector_probe_success", {"probe": "gone"}) is None
     assert b'probe="gone"' not in metrics.exposition()
-    metrics.observe_probe(result(probe="gone"))  # comes back after another reload
+    metrics.observe_probe(make_result(probe="gone"))  # comes back after another reload
     assert get("detector_probe_success", {"probe": "gone"}) == 1
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from daemonkit import add_fault, make_daemon
 from notifykit import Answer, Receiver, start_receiver, stop_receiver
-from test_daemon import clock, credentials, fault, make_daemon, minutes, sandbox
+from test_daemon import minutes
 
 from detector.clock import ManualClock
 from detector.store import SqlStore
 
-__all__ = ["clock", "credentials", "sandbox"]  # fixtures used by name
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def test_early_warning_then_the_incident_while_a_hanging_channel_delays_no
     dispatcher = daemon.dispatcher
     assert dispatcher is not None
     try:
-        await fault(sandbox, "carriers/dhl")
+        await add_fault(sandbox, "carriers/dhl")
         await minutes(daemon, clock, 4)
         await dispatcher.step()
         assert oncall.requests == []  # failing for 4 minutes: not yet

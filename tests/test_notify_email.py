@@ -9,13 +9,12 @@ import email.policy
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import apikit
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
@@ -25,8 +24,6 @@ from notifykit import T0, channel, incident, make_dispatcher, opened, resolved, 
 from detector.clock import ManualClock
 from detector.model import ComponentStatus
 from detector.store import SqlStore
-
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 
 class Inbox:
@@ -74,12 +71,6 @@ def smtp(certificate: tuple[Path, Path]) -> Iterator[tuple[Inbox, int]]:
     controller.start()
     yield inbox, port
     controller.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_subscribers_get_public_text_over_starttls_and_can_unsubscribe(

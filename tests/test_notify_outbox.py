@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from notifykit import (
 from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.model import ComponentStatus, Episode, IncidentStatus
-from detector.store import SqlStore, StoreError, migrate, open_store
+from detector.store import SqlStore, StoreError, open_store
 
 SECRET = "s3cret-hmac-key"
 
@@ -40,16 +39,6 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_SECRET", SECRET)
 
 
-_databases = (f"notify_{n}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with pg.start_postgres() as url:
-        migrate.upgrade(url)
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     """The outbox on both backends: the same contract."""
@@ -57,7 +46,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
         url = f"sqlite:///{tmp_path}/detector.db"
     else:
         server: str = request.getfixturevalue("postgres_server")
-        url = pg.create_database(server, next(_databases), template=pg.DATABASE)
+        url = pg.create_database(server, template=pg.DATABASE)
     s = open_store(url)
     yield s
     s.close()

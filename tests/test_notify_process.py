@@ -12,20 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonkit import write_config
-from test_process import (  # the process helpers: one copy of them
-    FAST_RULES,
-    credentials,
-    free_port,
-    post_fault,
-    sandbox_url,
-    start_daemon,
-    wait_for,
-)
+from daemonkit import free_port, wait_for, write_config
+from test_process import FAST_RULES, post_fault, start_daemon  # one copy of the process helpers
 
 from detector.store import open_store
 
-__all__ = ["credentials", "sandbox_url"]  # fixtures used by name
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 class Receiver(ThreadingHTTPServer):

@@ -10,28 +10,24 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 import apscheduler.schedulers.base
 import pytest
-import structlog
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
-from structlog.typing import FilteringBoundLogger
+from daemonkit import json_log, make_daemon, running, write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.clockwatch import ClockWatch
 from detector.daemon import Daemon
 from detector.logs import configure
 from detector.model import Decision
-from detector.sandbox import make_app
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 @dataclass
@@ -41,62 +37,25 @@ class SeriesError:  # the shape helper B's engine reports (rule, component, erro
     error: Exception
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-def json_log(out: io.StringIO) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(out),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
-    )
-    return logger
-
-
-def make_daemon(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, out: io.StringIO, **kwargs: Any
-) -> Daemon:
-    config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"), **kwargs)
-    return Daemon(load_settings(config), log=json_log(out), clock=clock)
-
-
 async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    await daemon.startup(schedule=False, serve=False)
-    engine, control = daemon.engine, daemon.control
-    assert control is not None
-    evaluate = engine.evaluate
-    broken: dict[tuple[str, str], int] = {}
+    async with running(daemon, schedule=False, serve=False):
+        engine, control = daemon.engine, daemon.control
+        assert control is not None
+        evaluate = engine.evaluate
+        broken: dict[tuple[str, str], int] = {}
 
-    def isolating_evaluate(now: float) -> list[Decision]:
-        key = ("carrier-label-creation", "carriers/dhl")
-        broken[key] = broken.get(key, 0) + 1
-        engine.errors = [SeriesError(*key, ZeroDivisionError("division by zero"))]  # type: ignore[attr-defined]
-        engine.broken = dict(broken)  # type: ignore[attr-defined]
-        return evaluate(now)
+        def isolating_evaluate(now: float) -> list[Decision]:
+            key = ("carrier-label-creation", "carriers/dhl")
+            broken[key] = broken.get(key, 0) + 1
+            engine.errors = [SeriesError(*key, ZeroDivisionError("division by zero"))]  # type: ignore[attr-defined]
+            engine.broken = dict(broken)  # type: ignore[attr-defined]
+            return evaluate(now)
 
-    monkeypatch.setattr(engine, "evaluate", isolating_evaluate)
-    try:
+        monkeypatch.setattr(engine, "evaluate", isolating_evaluate)
         for _ in range(2):
             await daemon.probe_all()
             await daemon.evaluate()
@@ -116,8 +75,6 @@ async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
         checks = control.readiness()
         assert checks["series carrier-label-creation carriers/dhl evaluates"] is False
         assert checks["store"] is True
-    finally:
-        await daemon.shutdown()
 
 
 async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
@@ -125,13 +82,12 @@ async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    await daemon.startup(schedule=False, serve=False)
+    async with running(daemon, schedule=False, serve=False):
 
-    def crash(now: float) -> list[Decision]:
-        raise RuntimeError("bug")
+        def crash(now: float) -> list[Decision]:
+            raise RuntimeError("bug")
 
-    monkeypatch.setattr(daemon.engine, "evaluate", crash)
-    try:
+        monkeypatch.setattr(daemon.engine, "evaluate", crash)
         await daemon.probe_all()
         assert await daemon.evaluate() == []
         assert daemon.metrics.get("detector_rule_evaluation_failures_total") == 1
@@ -142,8 +98,6 @@ async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
             )
             == 1
         )
-    finally:
-        await daemon.shutdown()
 
 
 def test_clock_watch_reports_a_step_and_ignores_drift() -> None:
@@ -183,8 +137,7 @@ async def test_a_step_back_of_an_hour_reschedules_every_job_from_the_new_wall_ti
     monkeypatch.setattr(apscheduler.schedulers.base, "datetime", SteppedDatetime)
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, wall, out)
-    await daemon.startup(serve=False)  # with the scheduler
-    try:
+    async with running(daemon, serve=False):  # with the scheduler
         scheduler = daemon.scheduler
         assert scheduler is not None
 
@@ -201,8 +154,6 @@ async def test_a_step_back_of_an_hour_reschedules_every_job_from_the_new_wall_ti
         assert after["flush"] == pytest.approx(1, abs=0.5)
         assert all(0 <= after[f"probe:{s.id}"] <= 60 for s in daemon.settings.probe_specs)
         assert '"event": "clock_stepped"' in out.getvalue()
-    finally:
-        await daemon.shutdown()
 
 
 def test_stdlib_loggers_are_json_in_json_mode(capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,12 +190,9 @@ async def test_the_largest_values_check_allows_still_run(
         .replace("shutdown_grace: 2s", "shutdown_grace: 10m")
     )
     daemon = Daemon(load_settings(config), log=json_log(io.StringIO()), clock=clock)
-    await daemon.startup()
-    try:
+    async with running(daemon):
         assert daemon.scheduler is not None and daemon.scheduler.running
         assert daemon.settings.probe_specs[0].interval == 86400
-    finally:
-        await daemon.shutdown()
 
 
 async def test_sighup_reloads_in_a_task_the_daemon_owns_and_awaits(
@@ -252,12 +200,12 @@ async def test_sighup_reloads_in_a_task_the_daemon_owns_and_awaits(
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
-    running = asyncio.create_task(daemon.run())
+    run = asyncio.create_task(daemon.run())
     while daemon.control is None or not daemon.scheduling():
         await asyncio.sleep(0.01)  # startup: the store, the API, the scheduler
     os.kill(os.getpid(), signal.SIGHUP)
     os.kill(os.getpid(), signal.SIGTERM)  # at once: shutdown must wait for the reload
-    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(run, 30)
     events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
     assert events.index("reloaded") < events.index("daemon_stopped")
     assert "task_failed" not in events

@@ -8,93 +8,36 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from daemonkit import write_config
+from daemonkit import (
+    CREDENTIALS,
+    free_port,
+    rules_yaml,
+    running,
+    sqlite_url,
+    wait_for,
+    write_config,
+)
 
 from detector.daemon import Daemon
 from detector.logs import configure
 from detector.settings import load_settings
 from detector.store import SqlStore, open_store
 
-FAST_RULES = """
-defaults:
-  window: 3s
-  open_after: 6s
-  resolve_after: 3s
-rules:
-  - name: platform-api
-    match: {kind: http, component: sendcloud/api}
-    impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-  - name: carrier-label-creation
-    match: {kind: label_creation, component: "carriers/*"}
-    impact:
-      - {status: major_outage, when: error_ratio >= 0.9}
-      - {status: partial_outage, when: error_ratio >= 0.3}
-    title: "{component_name}: label creation failing{markets}"
-"""
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value is not None:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+FAST_RULES = rules_yaml(window="3s", open_after="6s", resolve_after="3s")
 
 
 def env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEST_SANDBOX_USER": "probe",
-        "TEST_SANDBOX_PASS": "pass",
-        "TEST_DETECTOR_TOKEN": "t",
-    }
+    return {**os.environ, **CREDENTIALS}
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in env().items():
-        if name.startswith("TEST_"):
-            monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "detector.cli", "sandbox", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _connects(port) or None, 20, "the sandbox to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _connects(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 def post_fault(base: str, component: str, mode: str = "error") -> None:
@@ -134,7 +77,7 @@ def test_kill_9_halfway_through_open_after_keeps_the_original_clock(
     log = tmp_path / "daemon.log"
     post_fault(sandbox_url, "carriers/dhl")
     daemon = start_daemon(config, log)
-    store = open_store(f"sqlite:///{tmp_path / 'detector.db'}")
+    store = open_store(sqlite_url(tmp_path))
     try:
         since = wait_for(lambda: failing_since(store), 30, "the failure to be recorded")
         wait_for(lambda: time.time() >= since + 3 or None, 10, "half of open_after")
@@ -227,11 +170,8 @@ async def _run_with_hung_probe(tmp_path: Path, sandbox_url: str, hung_url: str) 
     config.write_text(config.read_text().replace("interval: 60s", "interval: 1s"))
     settings = load_settings(config)
     daemon = Daemon(settings, log=configure("json", "error"))
-    await daemon.startup(schedule=True, serve=False)
-    try:
+    async with running(daemon, schedule=True, serve=False):
         await asyncio.sleep(4.5)
-    finally:
-        await daemon.shutdown()
     return daemon
 
 

@@ -4,25 +4,17 @@ instance names stay with on-call (write API responses, `detector incidents show`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from dataclasses import replace
 from pathlib import Path
 
-import apikit
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from apikit import AUTH, COMPONENTS, NOW, TOKEN, Client, ClientFactory, StoreControl, commit
+from apikit import AUTH, COMPONENTS, NOW, PUBLIC_PATHS, Client, ClientFactory, commit
 
 from detector.cli import main
-from detector.clock import ManualClock
-from detector.metrics import Metrics
 from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUpdate, Maintenance
 from detector.store.base import ComponentRecord
 from detector.store.sql import SqlStore
-from detector.web.app import make_app
-
-client, make_client, store, control, clock, metrics = apikit.FIXTURES
 
 MAJOR, PARTIAL = ComponentStatus.MAJOR_OUTAGE, ComponentStatus.PARTIAL_OUTAGE
 RULE, DEPLOY_ID, VERSION, SERVICE = "carrier-label-creation", "d-17", "2026.11.28-1", "label-api"
@@ -33,17 +25,6 @@ FORBIDDEN = [
     RULE, DEPLOY_ID, VERSION, SERVICE, "error_ratio", "latency_p95", ">=", "&gt;=", "0.42",
     "seen from", "ams-1", "flagged bad", "hidden on-call note",
 ]  # fmt: skip
-PUBLIC_PATHS = [
-    "/",
-    "/api/v2/summary.json",
-    "/api/v2/status.json",
-    "/api/v2/components.json",
-    "/api/v2/incidents.json",
-    "/api/v2/incidents/unresolved.json",
-    "/api/v2/scheduled-maintenances.json",
-    "/api/v2/scheduled-maintenances/upcoming.json",
-    "/api/v2/scheduled-maintenances/active.json",
-]
 
 
 def live_incident() -> Incident:
@@ -83,28 +64,18 @@ class MemoryStore:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def public_client(
-    request: pytest.FixtureRequest, aiohttp_client: ClientFactory, tmp_path: Path
-) -> Iterator[ClientFactory]:
-    clock = ManualClock(NOW)
-    sql = SqlStore(f"sqlite:///{tmp_path / 'detector.db'}")
-    sql.create_schema()
-    sql.sync_components(COMPONENTS)
+    request: pytest.FixtureRequest, make_client: ClientFactory, store: SqlStore
+) -> ClientFactory:
+    """The API over the real store (`sqlite`) or over model objects in memory (`memory`)."""
     incident = live_incident()
     if request.param == "sqlite":
-        commit(sql, incident)
-        assert [u.public for u in sql.get_incident(incident.id).updates] == [True, True, False]
-        reads: object = sql
+        commit(store, incident)
+        assert [u.public for u in store.get_incident(incident.id).updates] == [True, True, False]
+        reads: object = store
     else:
         dhl = [replace(c, status=PARTIAL) if c.id == "carriers/dhl" else c for c in COMPONENTS]
         reads = MemoryStore(dhl, [incident])
-
-    async def make() -> TestClient[web.Request, web.Application]:
-        app = make_app(store=reads, control=StoreControl(sql, clock), metrics=Metrics("test"),  # type: ignore[arg-type]
-                       clock=clock, token=TOKEN)  # fmt: skip
-        return await aiohttp_client(app)
-
-    yield make
-    sql.close()
+    return functools.partial(make_client, store=reads)
 
 
 @pytest.mark.parametrize("path", PUBLIC_PATHS)

@@ -22,11 +22,6 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def client(aiohttp_client: AiohttpClient, clock: ManualClock) -> Client:
     app = make_app(
         seed=7, clock=clock, latency=(0.0, 0.002), slow_seconds=0.3, import_delay=(1.0, 2.0)

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
-from structlog.typing import FilteringBoundLogger
+from daemonkit import json_log, running, write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
-from detector.sandbox import make_app
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 class Outside:
@@ -34,26 +31,6 @@ class Outside:
         return web.Response(status=503 if request.match_info["name"] in self.broken else 200)
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
 @pytest.fixture
 async def outside() -> AsyncIterator[tuple[Outside, TestServer]]:
     state = Outside()
@@ -63,15 +40,6 @@ async def outside() -> AsyncIterator[tuple[Outside, TestServer]]:
     await server.start_server()
     yield state, server
     await server.close()
-
-
-def json_log(out: io.StringIO) -> FilteringBoundLogger:
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(out),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
-    )
-    return logger
 
 
 def events(out: io.StringIO, name: str) -> list[dict[str, object]]:
@@ -95,8 +63,7 @@ async def test_most_canaries_failing_makes_every_result_suspect(
     )
     out = io.StringIO()
     daemon = Daemon(load_settings(config), log=json_log(out), clock=clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         healthy = await daemon.probe_all()
         assert {(r.instance, r.suspect) for r in healthy} == {("ams-1", False)}
         assert daemon.metrics.get("detector_self_check_ok") == 1
@@ -127,8 +94,6 @@ async def test_most_canaries_failing_makes_every_result_suspect(
         assert [r.suspect for r in stored].count(True) == 4  # stored and exported as such
         assert {r.instance for r in stored} == {"ams-1"}
         assert all(r.kind != "canary" for r in stored)  # canaries judge us, not the platform
-    finally:
-        await daemon.shutdown()
 
 
 async def test_no_canaries_means_never_suspect(
@@ -136,12 +101,9 @@ async def test_no_canaries_means_never_suspect(
 ) -> None:
     config = write_config(tmp_path, str(sandbox.make_url("")).rstrip("/"))
     daemon = Daemon(load_settings(config), log=json_log(io.StringIO()), clock=clock)
-    await daemon.startup(schedule=False, serve=False)
-    try:
+    async with running(daemon, schedule=False, serve=False):
         assert not any(r.suspect for r in await daemon.probe_all())
         assert daemon.metrics.get("detector_self_check_ok") == 1
-    finally:
-        await daemon.shutdown()
 
 
 def test_a_reload_that_removes_the_failing_canaries_clears_the_verdict() -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from factories import T0, make_component, make_incident
 
 from detector.model import (
     ComponentStatus,
@@ -20,7 +21,7 @@ from detector.web import statuspage
 from detector.web.page import render_status_page
 from detector.web.statuspage import PageInfo, Snapshot
 
-NOW = 1_795_860_000.0  # 2026-11-28T10:00:00Z
+NOW = T0  # 2026-11-28T10:00:00Z
 OK = ComponentStatus.OPERATIONAL
 DEGRADED = ComponentStatus.DEGRADED_PERFORMANCE
 PARTIAL = ComponentStatus.PARTIAL_OUTAGE
@@ -45,48 +46,15 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$
 
 
 def component(cid: str, status: ComponentStatus = OK, position: int = 0) -> ComponentRecord:
-    group, _, slug = cid.partition("/")
-    return ComponentRecord(
-        id=cid,
-        name=slug.upper(),
-        group=group,
-        description=f"{slug} description",
-        status=status,
-        position=position,
-        updated_at=NOW - 60,
+    description = f"{cid.partition('/')[2]} description"
+    return make_component(
+        cid, position, status=status, updated_at=NOW - 60, description=description
     )
 
 
-def incident(
-    iid: str = "inc-1",
-    *,
-    status: IncidentStatus = IncidentStatus.INVESTIGATING,
-    impact: ComponentStatus = MAJOR,
-    component_id: str = "carriers/dhl",
-    opened_at: float = NOW - 3600,
-    resolved_at: float | None = None,
-    title: str = "DHL: label creation failing (DE)",
-) -> Incident:
-    updates = [IncidentUpdate(opened_at, IncidentStatus.INVESTIGATING, impact, "Labels fail.")]
-    if status in (IncidentStatus.MONITORING, IncidentStatus.RESOLVED):
-        updates.append(IncidentUpdate(opened_at + 600, IncidentStatus.MONITORING, OK, "Fix out."))
-    if status is IncidentStatus.RESOLVED:
-        resolved_at = resolved_at or opened_at + 1200
-        updates.append(IncidentUpdate(resolved_at, IncidentStatus.RESOLVED, OK, "Resolved."))
-    return Incident(
-        id=iid,
-        rule="carrier-label-creation",
-        component=component_id,
-        title=title,
-        cause="sustained",
-        deploy=None,
-        impact=impact,
-        status=status,
-        component_status=OK if status is IncidentStatus.RESOLVED else impact,
-        opened_at=opened_at,
-        resolved_at=resolved_at,
-        updates=updates,
-    )
+def incident(iid: str = "inc-1", *, opened_at: float = NOW - 3600, **changes: Any) -> Incident:
+    """An incident an hour old, for no market in particular."""
+    return make_incident(iid, opened_at, markets=(), **changes)
 
 
 COMPONENTS = (

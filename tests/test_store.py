@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +9,8 @@ from typing import Any
 
 import pg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, func, inspect, select
-from sqlalchemy.engine import make_url
+from factories import MAJOR, T0, make_component, make_incident, make_result
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
 from detector.model import (
@@ -24,14 +20,12 @@ from detector.model import (
     DeployFlaggedBad,
     Episode,
     EpisodeEnded,
-    Incident,
     IncidentOpened,
     IncidentResolved,
     IncidentStatus,
     IncidentUpdate,
     IncidentUpdated,
     Maintenance,
-    ProbeResult,
 )
 from detector.store import (
     ComponentRecord,
@@ -39,29 +33,15 @@ from detector.store import (
     SqlStore,
     Store,
     StoreError,
-    migrate,
     open_store,
     tables,
 )
 
-T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
-MAJOR = ComponentStatus.MAJOR_OUTAGE
 PARTIAL = ComponentStatus.PARTIAL_OUTAGE
 OPERATIONAL = ComponentStatus.OPERATIONAL
 INVESTIGATING = IncidentStatus.INVESTIGATING
 MONITORING = IncidentStatus.MONITORING
 RESOLVED = IncidentStatus.RESOLVED
-
-_database_names = (f"test_{n}" for n in itertools.count())
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A real PostgreSQL for the run; its `detector` database is migrated and used as the
-    template of each test's own database. Fails (never skips) when it cannot start."""
-    with pg.start_postgres() as url:
-        migrate.upgrade(url)
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -69,7 +49,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/var/detector.db"  # parent dir made on first connect
     server: str = request.getfixturevalue("postgres_server")
-    return pg.create_database(server, next(_database_names), template=pg.DATABASE)
+    return pg.create_database(server, template=pg.DATABASE)
 
 
 @pytest.fixture
@@ -84,53 +64,6 @@ def count_rows(store: SqlStore, table: Any) -> int:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def make_incident(incident_id: str = "inc-1", at: float = T0, **changes: Any) -> Incident:
-    fields: dict[str, Any] = {
-        "id": incident_id,
-        "rule": "carrier-label-creation",
-        "component": "carriers/dhl",
-        "title": "DHL: label creation failing (DE)",
-        "cause": "sustained",
-        "deploy": None,
-        "impact": MAJOR,
-        "status": INVESTIGATING,
-        "component_status": MAJOR,
-        "opened_at": at,
-        "updates": [IncidentUpdate(at, INVESTIGATING, MAJOR, "error_ratio (0.95) >= 0.9")],
-        "markets": ("DE",),
-    }
-    fields.update(changes)
-    return Incident(**fields)
-
-
-def result(at: float, ok: bool = True, **changes: Any) -> ProbeResult:
-    fields: dict[str, Any] = {
-        "at": at,
-        "probe": "dhl-label-de",
-        "kind": "label_creation",
-        "component": "carriers/dhl",
-        "ok": ok,
-        "latency_s": 0.41,
-        "error": None if ok else "HTTP 503",
-        "labels": {"market": "DE"},
-        "phases": {"connect": 0.01, "total": 0.41},
-    }
-    fields.update(changes)
-    return ProbeResult(**fields)
-
-
-def component(component_id: str, name: str, position: int) -> ComponentRecord:
-    return ComponentRecord(
-        id=component_id,
-        name=name,
-        group=component_id.partition("/")[0],
-        description=f"{name} labels",
-        status=OPERATIONAL,
-        position=position,
-        updated_at=T0,
-    )
-
-
 # ------------------------------------------------------------------ lifecycle
 
 
@@ -140,13 +73,13 @@ def test_sql_store_satisfies_the_protocol(store: SqlStore) -> None:
 
 
 def test_components_sync_keeps_stored_statuses(store: SqlStore) -> None:
-    store.sync_components(
-        [component("carriers/dhl", "DHL", 1), component("carriers/ups", "UPS", 0)]
-    )
+    store.sync_components([make_component("carriers/dhl", 1), make_component("carriers/ups", 0)])
     assert [c.id for c in store.list_components()] == ["carriers/ups", "carriers/dhl"]
 
     store.commit_engine([], {}, {"carriers/dhl": MAJOR, "carriers/ups": OPERATIONAL}, T0 + 60)
-    store.sync_components([component("carriers/dhl", "DHL Parcel", 1)])
+    store.sync_components(
+        [make_component("carriers/dhl", 1, name="DHL Parcel", description="DHL Parcel labels")]
+    )
 
     dhl, ups = store.list_components()[1], store.list_components()[0]
     assert (dhl.name, dhl.status, dhl.updated_at) == ("DHL Parcel", MAJOR, T0 + 60)
@@ -155,7 +88,7 @@ def test_components_sync_keeps_stored_statuses(store: SqlStore) -> None:
 
 
 def test_engine_statuses_insert_unknown_components(store: SqlStore) -> None:
-    store.sync_components([component("carriers/dhl", "DHL", 0)])
+    store.sync_components([make_component("carriers/dhl", 0)])
     store.commit_engine([], {}, {"integrations/shopify": PARTIAL}, T0)
     shopify = store.list_components()[-1]
     assert shopify == ComponentRecord(
@@ -239,7 +172,7 @@ def test_engine_state_roundtrip(store: SqlStore) -> None:
 
 
 def test_failed_commit_writes_nothing(store: SqlStore) -> None:
-    store.sync_components([component("carriers/dhl", "DHL", 0)])
+    store.sync_components([make_component("carriers/dhl", 0)])
     store.commit_engine([], {"generation": 1}, {"carriers/dhl": OPERATIONAL}, T0)
 
     opened = make_incident("inc-new")
@@ -275,16 +208,16 @@ def test_database_failure_midway_rolls_back(store: SqlStore) -> None:
 
     assert store.list_incidents() == []
     assert store.load_engine_state() == {"generation": 1}
-    store.add_results([result(T0)])  # the pool recovered
+    store.add_results([make_result(T0)])  # the pool recovered
 
 
 # ------------------------------------------------------------------ results
 
 
 def test_results_batches_since_and_prune(store: SqlStore) -> None:
-    batch = [result(T0 + 30, ok=False), result(T0 + 10), result(T0 + 20, labels={})]
+    batch = [make_result(T0 + 30, ok=False), make_result(T0 + 10), make_result(T0 + 20, labels={})]
     store.add_results(batch)
-    sparse = result(T0 + 40, latency_s=None, phases={})
+    sparse = make_result(T0 + 40, latency_s=None, phases={})
     store.add_results([sparse])
     store.add_results([])
 
@@ -296,9 +229,9 @@ def test_results_batches_since_and_prune(store: SqlStore) -> None:
 
 def test_results_keep_failure_kind_instance_and_suspect(store: SqlStore) -> None:
     stamped = [
-        result(T0, ok=False, failure_kind="error", instance="ams-1", suspect=True),
-        result(T0 + 1, ok=False, failure_kind="fail", instance="fra-2"),
-        result(T0 + 2, instance="fra-2"),
+        make_result(T0, ok=False, failure_kind="error", instance="ams-1", suspect=True),
+        make_result(T0 + 1, ok=False, failure_kind="fail", instance="fra-2"),
+        make_result(T0 + 2, instance="fra-2"),
     ]
     store.add_results(stamped)
     assert store.results_since(0) == stamped
@@ -325,17 +258,17 @@ def test_incidents_keep_evidence_public_flag_and_started_at(store: SqlStore) -> 
 
 
 def test_a_bad_result_fails_the_whole_batch(store: SqlStore) -> None:
-    store.add_results([result(T0)])
-    broken = result(T0 + 2, probe=None)  # NOT NULL
+    store.add_results([make_result(T0)])
+    broken = make_result(T0 + 2, probe=None)  # NOT NULL
     with pytest.raises(StoreError, match="add probe results failed"):
-        store.add_results([result(T0 + 1), broken, result(T0 + 3)])
+        store.add_results([make_result(T0 + 1), broken, make_result(T0 + 3)])
     assert [r.at for r in store.results_since(0)] == [T0]
-    store.add_results([result(T0 + 4)])  # the connection is usable again
+    store.add_results([make_result(T0 + 4)])  # the connection is usable again
     assert len(store.results_since(0)) == 2
 
 
 def test_ten_thousand_results_in_one_batch(store: SqlStore) -> None:
-    batch = [result(T0 + n * 0.01, ok=n % 7 != 0) for n in range(10_000)]
+    batch = [make_result(T0 + n * 0.01, ok=n % 7 != 0) for n in range(10_000)]
     started = time.perf_counter()
     store.add_results(batch)
     elapsed = time.perf_counter() - started
@@ -416,7 +349,7 @@ def test_manual_incident_updates(store: SqlStore) -> None:
 
 
 def test_export_events_sorted_and_typed(store: SqlStore) -> None:
-    store.add_results([result(T0 + 120, ok=False), result(T0), result(T0 + 3600)])
+    store.add_results([make_result(T0 + 120, ok=False), make_result(T0), make_result(T0 + 3600)])
     store.add_deploy(Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",)))
     store.add_deploy(Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True))
     store.flag_deploy_bad("d-17", T0 + 540)
@@ -430,151 +363,16 @@ def test_export_events_sorted_and_typed(store: SqlStore) -> None:
     assert events == [
         running,  # still running at `since`: a replay must know the component is blue
         Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",), bad=False),
-        result(T0),
+        make_result(T0),
         Deploy(T0 + 30, "d-18", "label-api", "v2", (), bad=True),
         window,
-        result(T0 + 120, ok=False),
+        make_result(T0 + 120, ok=False),
         DeployFlaggedBad(T0 + 540, "d-17"),
     ]
-    assert list(store.export_events(T0 + 3600, T0 + 3601)) == [result(T0 + 3600)]
+    assert list(store.export_events(T0 + 3600, T0 + 3601)) == [make_result(T0 + 3600)]
     # A deploy flagged inside the window comes with it, even though it was made before.
     flagged = store.export_events(T0 + 500, T0 + 550)
     assert [e for e in flagged if not isinstance(e, Maintenance)] == [
         Deploy(T0, "d-17", "label-api", "v1", ("carriers/dhl",), bad=False),
         DeployFlaggedBad(T0 + 540, "d-17"),
     ]
-
-
-# ------------------------------------------------------------------ failures and secrets
-
-
-def test_read_only_sqlite_refuses_writes_with_store_error(tmp_path: Path) -> None:
-    path = tmp_path / "detector.db"
-    writable = open_store(f"sqlite:///{path}")
-    writable.add_results([result(T0)])
-    writable.close()
-
-    read_only = open_store(f"sqlite:///file:{path}?mode=ro&uri=true")  # refuses even root
-    try:
-        assert [r.at for r in read_only.results_since(0)] == [T0]
-        with pytest.raises(StoreError, match=r"add probe results failed.*readonly"):
-            read_only.add_results([result(T0 + 1)])
-        with pytest.raises(StoreError, match="readonly"):
-            read_only.commit_engine([], {"x": 1}, {}, T0)
-    finally:
-        read_only.close()
-
-
-def test_unusable_sqlite_path_is_a_store_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    with pytest.raises(StoreError, match=r"open database failed.*cannot make directory"):
-        open_store(f"sqlite:///{blocker}/detector.db")  # a file where a directory should be
-
-
-def test_unsupported_url_is_a_store_error() -> None:
-    with pytest.raises(StoreError, match="unsupported store URL"):
-        SqlStore("mysql://user:hunter2@localhost/db")
-    with pytest.raises(StoreError) as caught:
-        SqlStore("postgresql+psycopg://user:hunter2@localhost:port/db")
-    assert "hunter2" not in str(caught.value)
-
-
-def test_errors_never_show_the_password(postgres_server: str) -> None:
-    port = make_url(postgres_server).port
-    secret = "s3cr/t@pass"
-    encoded = "s3cr%2Ft%40pass"
-    for url in (
-        f"postgresql+psycopg://detector:{encoded}@127.0.0.1:1/detector",  # nothing listens
-        f"postgresql+psycopg://postgres:{encoded}@127.0.0.1:{port}/no_such_db",
-    ):
-        with pytest.raises(StoreError) as caught:
-            open_store(url)
-        message = str(caught.value)
-        assert "\n" not in message
-        assert secret not in message and encoded not in message, message
-        assert "***" in message
-
-
-# ------------------------------------------------------------------ schema and migrations
-
-
-def test_upgrade_matches_create_all_on_postgres(postgres_server: str) -> None:
-    url = pg.create_database(postgres_server, next(_database_names))
-    assert migrate.current_revision(url) is None
-    migrate.upgrade(url)
-    migrate.upgrade(url)  # a second run is a no-op
-    assert migrate.current_revision(url) == migrate.head_revision()
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), tables.metadata)
-            assert diff == []
-            names = set(inspect(connection).get_table_names())
-        assert names == set(tables.metadata.tables) | {"alembic_version"}
-    finally:
-        engine.dispose()
-    open_store(url).close()
-
-
-def test_postgres_without_upgrade_says_what_to_run(postgres_server: str) -> None:
-    url = pg.create_database(postgres_server, next(_database_names))
-    with pytest.raises(StoreError, match="run `detector db upgrade`"):
-        open_store(url)
-
-
-def test_sqlite_schema_is_stamped_and_matches_the_migrations(tmp_path: Path) -> None:
-    created = f"sqlite:///{tmp_path}/created.db"
-    open_store(created).close()
-    assert migrate.current_revision(created) == migrate.head_revision()
-    migrate.upgrade(created)  # nothing to do
-
-    migrated = f"sqlite:///{tmp_path}/migrated.db"
-    migrate.upgrade(migrated)
-    engine = create_engine(migrated)
-    try:
-        with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), tables.metadata) == []
-    finally:
-        engine.dispose()
-
-
-def test_an_older_sqlite_file_is_upgraded_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/old.db"
-    migrate.upgrade(url, "0001")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO probe_results (at, probe, kind, component, ok, labels, phases)"
-            f" VALUES ({T0}, 'p', 'http', 'sendcloud/api', 0, '{{}}', '{{}}')"
-        )
-    engine.dispose()
-    store = open_store(url)
-    try:
-        assert migrate.current_revision(url) == migrate.head_revision()
-        [old] = store.results_since(0)
-        assert (old.failure_kind, old.instance, old.suspect) == ("fail", "", False)
-    finally:
-        store.close()
-
-
-def test_postgres_at_an_older_revision_says_what_to_run(postgres_server: str) -> None:
-    url = pg.create_database(postgres_server, next(_database_names))
-    migrate.upgrade(url, "0001")
-    head = migrate.head_revision()
-    with pytest.raises(StoreError, match=f"not schema {head}: run `detector db upgrade`"):
-        open_store(url)
-
-
-def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/detector.db")
-    try:
-        with store.engine.connect() as connection:
-            pragma = connection.exec_driver_sql
-            assert pragma("PRAGMA journal_mode").scalar() == "wal"
-            assert pragma("PRAGMA foreign_keys").scalar() == 1
-            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
-            assert pragma("PRAGMA busy_timeout").scalar() == 5000
-    finally:
-        store.close()
-    assert os.path.exists(tmp_path / "detector.db")

@@ -7,7 +7,7 @@ JSON columns.
 
 The tables live in their own registry and MetaData, with a naming convention so the Alembic
 revisions in `detector/store/migrations/` name every constraint and index exactly as `create_all`
-does; `tests/test_store.py` checks that the two agree.
+does; `tests/test_store_schema.py` checks that the two agree.
 """
 
 from __future__ import annotations
