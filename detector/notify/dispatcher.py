@@ -139,7 +139,10 @@ class Dispatcher:
         while not stopping.is_set():
             self._wake.clear()  # before the step: a wake during it means "step again"
             if self.should_run():
-                await self.step()
+                try:
+                    await self.step()
+                except Exception:  # last resort: a bug must not end notifications for good
+                    self.log.exception("dispatch_failed")
             waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, stopping)]
             await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waits:
