@@ -3,6 +3,7 @@ loopback receiver, on a manual clock."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from notifykit import (
 from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.model import ComponentStatus, Episode, IncidentStatus
+from detector.notify.config import Channel
 from detector.store import SqlStore, StoreError, open_store
 
 SECRET = "s3cret-hmac-key"
@@ -65,7 +67,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def hook(receiver: Receiver, name: str = "ops-hook", **more: object) -> object:
+def hook(receiver: Receiver, name: str = "ops-hook", **more: object) -> Channel:
     return channel(name=name, type="webhook", url=receiver.url, secret_env="HOOK_SECRET", **more)
 
 
@@ -85,7 +87,7 @@ async def test_every_change_is_delivered_in_order_signed_with_the_contract_body(
         store, [resolved(inc, T0 + 120)], {"carriers/dhl": ComponentStatus.OPERATIONAL}, T0 + 120
     )
     metrics = Metrics("test")
-    dispatcher = make_dispatcher(store, [hook(receiver)], session, clock, metrics)  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver)], session, clock, metrics)
     await settle(dispatcher)
     events = [body["event"] for body in receiver.bodies()]
     # Incident events in order; the component's own changes (a subject of their own) too.
@@ -115,7 +117,7 @@ async def test_public_audience_never_sees_evidence_or_on_call_only_updates(
     inc = incident()
     commit(store, [opened(inc)], {}, T0)
     commit(store, [updated(inc, T0 + 60, IncidentStatus.INVESTIGATING, public=False)], {}, T0 + 60)
-    dispatcher = make_dispatcher(store, [hook(receiver, audience="public")], session, clock)  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver, audience="public")], session, clock)
     await settle(dispatcher)
     assert [b["event"] for b in receiver.bodies()] == ["incident.opened"]
     assert "evidence" not in receiver.bodies()[0]["incident"]["updates"][0]
@@ -135,7 +137,7 @@ async def test_retries_back_off_honour_retry_after_keep_the_id_and_hold_the_inci
     commit(store, [opened(inc)], {}, T0)
     commit(store, [updated(inc, T0 + 60, IncidentStatus.IDENTIFIED)], {}, T0)
     receiver.script = [Answer(503, "down"), Answer(429, "slow", {"Retry-After": "7"})]
-    dispatcher = make_dispatcher(store, [hook(receiver, max_attempts=5)], session, clock)  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver, max_attempts=5)], session, clock)
     await settle(dispatcher)
     assert len(receiver.requests) == 1  # 503: the update waits behind the open
     (pending,) = store.pending_deliveries("ops-hook")[:1]
@@ -160,7 +162,7 @@ async def test_bounded_attempts_then_a_dead_letter_that_retry_brings_back(
     commit(store, [opened(incident())], {}, T0)
     receiver.default = Answer(500, "boom")
     metrics = Metrics("test")
-    dispatcher = make_dispatcher(store, [hook(receiver, max_attempts=3)], session, clock, metrics)  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver, max_attempts=3)], session, clock, metrics)
     for _ in range(3):
         await settle(dispatcher)
         clock.advance(3600)
@@ -180,7 +182,7 @@ async def test_a_4xx_is_dead_at_once(
 ) -> None:
     commit(store, [opened(incident())], {}, T0)
     receiver.default = Answer(400, "bad payload")
-    dispatcher = make_dispatcher(store, [hook(receiver)], session, ManualClock(T0))  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver)], session, ManualClock(T0))
     await settle(dispatcher)
     assert len(receiver.requests) == 1
     assert store.list_deliveries(states=("dead",))[0].last_error == "HTTP 400: bad payload"
@@ -194,7 +196,7 @@ async def test_a_hanging_channel_delays_no_other_channel(
         hanging.default = Answer(hang=True)
         commit(store, [opened(incident())], {}, T0)
         channels = [hook(hanging, "stuck", timeout="30s"), hook(healthy, "fine")]
-        dispatcher = make_dispatcher(store, channels, session, ManualClock(T0))  # type: ignore[arg-type]
+        dispatcher = make_dispatcher(store, channels, session, ManualClock(T0))
         await dispatcher.step()
         for _ in range(50):  # the healthy channel is done while the other still hangs
             if healthy.requests and not store.pending_deliveries("fine"):
@@ -212,7 +214,7 @@ async def test_a_timeout_is_a_failed_attempt(
 ) -> None:
     commit(store, [opened(incident())], {}, T0)
     receiver.default = Answer(hang=True)
-    dispatcher = make_dispatcher(store, [hook(receiver, timeout="0.2s")], session, ManualClock(T0))  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver, timeout="0.2s")], session, ManualClock(T0))
     await settle(dispatcher, rounds=1)
     (pending,) = store.pending_deliveries("ops-hook")
     assert pending.attempts == 1 and "timed out after 0.2s" in pending.last_error
@@ -223,12 +225,12 @@ async def test_a_new_dispatcher_resumes_what_the_last_one_left(
 ) -> None:
     clock = ManualClock(T0)
     commit(store, [opened(incident("a")), opened(incident("b", "carriers/ups"))], {}, T0)
-    first = make_dispatcher(store, [hook(receiver)], session, clock)  # type: ignore[list-item]
+    first = make_dispatcher(store, [hook(receiver)], session, clock)
     await first.step()
     for task in list(first.inflight):  # dies mid-attempt: nothing was recorded
         task.cancel()
     await first.drain()
-    second = make_dispatcher(store, [hook(receiver)], session, clock)  # type: ignore[list-item]
+    second = make_dispatcher(store, [hook(receiver)], session, clock)
     await settle(second)
     seen = {b["delivery"]: b["incident"]["id"] for b in receiver.bodies()}
     assert sorted(seen.values()) == ["a", "b"]  # each change once, after dedup by delivery id
@@ -240,7 +242,7 @@ async def test_early_warning_goes_once_to_on_call_after_notify_after(
     clock = ManualClock(T0)
     episodes = [Episode("carrier-label-creation", "carriers/dhl", T0 - 240, None, "pending")]
     channels = [hook(receiver, notify_after="5m"), hook(receiver, "public-hook", audience="public")]
-    dispatcher = make_dispatcher(store, channels, session, clock, episodes=lambda: episodes)  # type: ignore[arg-type]
+    dispatcher = make_dispatcher(store, channels, session, clock, episodes=lambda: episodes)
     await settle(dispatcher)
     assert receiver.requests == []  # 4 minutes: not yet
     clock.advance(60)
@@ -259,7 +261,7 @@ async def test_maintenance_start_and_end_are_events(
 ) -> None:
     commit(store, [], {"carriers/dhl": ComponentStatus.UNDER_MAINTENANCE}, T0)
     commit(store, [], {"carriers/dhl": ComponentStatus.OPERATIONAL}, T0 + 600)
-    dispatcher = make_dispatcher(store, [hook(receiver)], session, ManualClock(T0 + 600))  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver)], session, ManualClock(T0 + 600))
     await settle(dispatcher)
     bodies = receiver.bodies()
     assert [b["event"] for b in bodies] == ["maintenance.started", "maintenance.ended"]
@@ -271,7 +273,7 @@ async def test_finished_deliveries_are_forgotten_after_a_week_pending_ones_never
 ) -> None:
     commit(store, [opened(incident("a"))], {}, T0)
     clock = ManualClock(T0)
-    dispatcher = make_dispatcher(store, [hook(receiver)], session, clock)  # type: ignore[list-item]
+    dispatcher = make_dispatcher(store, [hook(receiver)], session, clock)
     await settle(dispatcher)
     receiver.default = Answer(503)
     commit(store, [opened(incident("b", "carriers/ups"))], {}, T0 + 1)
@@ -279,3 +281,32 @@ async def test_finished_deliveries_are_forgotten_after_a_week_pending_ones_never
     assert store.prune_outbox(T0 + 8 * 86400) == 1  # "a" delivered; "b" still pending
     assert store.list_deliveries(states=("delivered",)) == []
     assert [d.subject for d in store.pending_deliveries("ops-hook")] == ["b"]
+
+
+async def test_the_loop_sends_when_woken_and_only_while_it_leads(
+    store: SqlStore, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    leading = False
+    commit(store, [opened(incident())], {}, T0)
+    dispatcher = make_dispatcher(
+        store,
+        [hook(receiver)],
+        session,
+        ManualClock(T0),
+        should_run=lambda: leading,
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(dispatcher.run(stopping))
+    for _ in range(20):  # a standby's loop turns, woken, and sends nothing
+        dispatcher.wake()
+        await asyncio.sleep(0)
+    assert receiver.requests == [] and store.list_deliveries(states=("pending",)) == []
+    leading = True
+    dispatcher.wake()
+    for _ in range(400):
+        if store.list_deliveries(states=("delivered",)):
+            break
+        await asyncio.sleep(0.005)
+    assert [b["event"] for b in receiver.bodies()] == ["incident.opened"]
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
