@@ -171,6 +171,14 @@ def _maintenance_and_more(sub: argparse._SubParsersAction[argparse.ArgumentParse
     _daemon_options(actions.add_parser("list"), api=True)
     _daemon_options(actions.add_parser("cancel"), api=True).add_argument("id")
 
+    actions = _actions(sub, "notifications", "list pending and dead deliveries, or retry them")
+    listing = _daemon_options(actions.add_parser("list"), store=True)
+    listing.add_argument("--dead", action="store_true", help="dead-lettered only")
+    listing.add_argument("--channel", help="one channel only")
+    listing.add_argument("--limit", type=int, default=100)
+    retry = _daemon_options(actions.add_parser("retry", help="dead deliveries again"), store=True)
+    retry.add_argument("ids", nargs="*", metavar="DELIVERY", help="default: every dead one")
+
     db = sub.add_parser("db", help="database schema")
     db.set_defaults(handler=commands.db_upgrade)
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")

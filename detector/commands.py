@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -106,6 +107,30 @@ def incidents(args: argparse.Namespace) -> int:
                 f"{incident.id}  {incident.status:<13} {format_time(incident.opened_at)}"
                 f"  {resolved:<20}  {incident.title}"
             )
+    finally:
+        store.close()
+    return 0
+
+
+def notifications(args: argparse.Namespace) -> int:
+    """On-call's view of the outbox: what is waiting or dead, and why; retry the dead."""
+    from detector.store import open_store
+
+    store = open_store(_store_url(args))
+    try:
+        if args.action == "retry":
+            count = store.retry_deliveries(args.ids, time.time())
+            print(f"{count} deliveries pending again")
+            return 0 if count or not args.ids else 1
+        states = ("dead",) if args.dead else ("pending", "dead")
+        rows = store.list_deliveries(channel=args.channel, states=states, limit=args.limit)
+        for d in rows:
+            print(
+                f"{d.id}  {d.channel:<16} {d.state:<8} {d.event:<20} {d.subject}"
+                f"  attempts {d.attempts}  next {format_time(d.next_at)}  {d.last_error}"
+            )
+        if not rows:
+            print("no pending or dead deliveries" if not args.dead else "no dead deliveries")
     finally:
         store.close()
     return 0

@@ -44,6 +44,7 @@ RESTART_ONLY = (
     "api_token_file",
     "header_timeout",
     "max_connections",
+    "notifications",  # the dispatcher holds its channels (and their secrets) from the start
 )
 
 

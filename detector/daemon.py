@@ -33,6 +33,7 @@ from detector.engine.rulefile import load_rules
 from detector.engine.state import load_state
 from detector.metrics import Metrics
 from detector.model import Decision, ProbeResult, Rule
+from detector.notify.dispatcher import Dispatcher
 from detector.pipeline import Pipeline
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
@@ -70,6 +71,7 @@ class Daemon:
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.control: Control | None = None
+        self.dispatcher: Dispatcher | None = None  # when `notifications:` names channels
         self.self_check = SelfCheck(
             [c.id for c in settings.canary_specs], metrics=self.metrics, log=log
         )
@@ -91,6 +93,8 @@ class Daemon:
             raise
         if schedule:
             self._start_scheduler()
+            if self.dispatcher is not None:
+                self.spawn(self.dispatcher.run(self.stopping), "notifications")
         self.log.info(
             "daemon_started",
             version=__version__,
@@ -134,6 +138,8 @@ class Daemon:
             trace_configs=[trace_config()],
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         )
+        if settings.notifications:
+            self.dispatcher = Dispatcher.for_daemon(self, store, self.session, self.pipeline)
         if serve:
             await self._serve()
 
@@ -171,6 +177,7 @@ class Daemon:
             self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
 
     async def shutdown(self) -> None:
+        self.stopping.set()  # tasks that wait for it (the dispatcher) end
         running = self.scheduling()
         if self.scheduler is not None and running:
             self.scheduler.pause()  # no new runs; the executor would cancel in-flight ones

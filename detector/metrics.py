@@ -112,6 +112,7 @@ class Metrics:
         self._add_probe_metrics(self.registry)
         self._add_engine_metrics(self.registry)
         self._add_daemon_metrics(self.registry, version)
+        self._add_notification_metrics(self.registry)
         # (probe, kind, component, result) -> (runs child, duration child, success child)
         self._probe_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram, Gauge]] = {}
 
@@ -192,6 +193,27 @@ class Metrics:
             "detector_build_info", "Build information; always 1.", ("version",), registry=registry
         )
         build.labels(version).set(1)
+
+    def _add_notification_metrics(self, registry: CollectorRegistry) -> None:
+        self._notifications = Counter(
+            "detector_notifications",
+            "Notification attempts by channel and result: delivered, failed (retried), dead.",
+            ("channel", "result"),
+            registry=registry,
+        )
+        self._queue_depth = Gauge(
+            "detector_notification_queue_depth",
+            "Deliveries pending per channel (new ones and those waiting for a retry).",
+            ("channel",),
+            registry=registry,
+        )
+
+    def notification(self, channel: str, result: str) -> None:
+        self._notifications.labels(channel, result).inc()
+
+    def set_notification_queue_depths(self, depths: Mapping[str, int]) -> None:
+        for channel, depth in depths.items():
+            self._queue_depth.labels(channel).set(depth)
 
     # ------------------------------------------------------------------ probes (hot path)
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
+from detector.notify.config import Channel, unique_names
 from detector.store.base import ComponentRecord
 from probes.base import Credentials, Duration, ProbeSpec, to_seconds
 
@@ -155,6 +157,9 @@ class Settings(_Strict):
     probe_defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)
     components: list[Component] = Field(default_factory=list)
     probes: list[ProbeConfig] = Field(default_factory=list)
+    notifications: Annotated[list[Channel], AfterValidator(unique_names)] = Field(
+        default_factory=list
+    )
     # Filled by load_settings, not by the file:
     source: str = ""
     probe_specs: tuple[ProbeSpec, ...] = ()
@@ -284,6 +289,15 @@ def load_settings(path: str | Path, *, resolve_secrets: bool = True) -> Settings
     except ValueError as exc:
         field = "api_token_file" if settings.api_token_file else "api_token_env"
         raise ConfigError(_located(path, root, (field,), str(exc))) from None
+    for i, channel in enumerate(settings.notifications):  # secrets readable at check time
+        try:
+            channel.secret()
+        except ValueError as exc:
+            where = ("notifications", i, "secret_file" if channel.secret_file else "secret_env")
+            raise ConfigError(_located(path, root, where, str(exc))) from None
+        if channel.type == "email" and not (channel.link or settings.page_url):
+            why = "email needs page_url (or link) for its unsubscribe links"
+            raise ConfigError(_located(path, root, ("notifications", i, "link"), why))
     probes = [(("probes", i), p, settings.probe_defaults) for i, p in enumerate(settings.probes)]
     canaries = [
         (("self_check", "canaries", i), _canary_config(c, settings.self_check), ProbeDefaults())

@@ -66,7 +66,8 @@ class Store(Protocol):
         now: float,
     ) -> None:
         """Apply incident opens/updates/resolves, save the engine state blob and the
-        component statuses, all in one transaction. Idempotent on incident id and on
+        component statuses, and write the notification outbox rows for those changes
+        (`detector.store.outbox`), all in one transaction. Idempotent on incident id and on
         (incident id, update at, status, component status) so a retry after a failure
         writes nothing twice. The state is stored as JSON (NaN and infinity become null);
         a component the store does not know yet is added, named after its slug."""

@@ -49,6 +49,7 @@ from detector.store.database import (
     safe_url,
     store_errors,
 )
+from detector.store.outbox import OutboxMixin
 from detector.store.tables import (
     ComponentRow,
     DeployRow,
@@ -61,7 +62,7 @@ from detector.store.tables import (
 _EXPORT_BATCH = 5000  # results fetched per round trip while exporting
 
 
-class SqlStore:
+class SqlStore(OutboxMixin):
     """The Store protocol on one SQLAlchemy engine. Safe to share between threads."""
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
@@ -185,6 +186,7 @@ class SqlStore:
                     raise StoreError(f"unknown decision {type(decision).__name__}")
             statement = self._upsert(tables.engine_state, ("state", "updated_at"))
             session.exec(statement.values(id=1, state=dict(engine_state), updated_at=now))
+            self._record_outbox(session, decisions, component_statuses, now)  # the same transaction
             self._set_component_statuses(session, component_statuses, now)
 
     def _open_incident(self, session: Session, incident: Incident) -> None:

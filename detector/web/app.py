@@ -21,7 +21,7 @@ from aiohttp import web
 from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
-from detector.web import statuspage
+from detector.web import statuspage, unsubscribe
 from detector.web.page import HISTORY_SECONDS
 from detector.web.site import Site
 from detector.web.write import ApiError, Control, WriteApi, json_response
@@ -220,4 +220,5 @@ def make_app(
             web.post("/-/reload", writes.reload),
         ]
     )
+    unsubscribe.add_routes(app, store, clock)
     return app

@@ -1,0 +1,222 @@
+"""What a notification says: the outbox events a change produces, and the webhook contract body.
+
+Pure functions of detector's values, no I/O: the store calls `incident_events` inside the
+transaction that commits the change, so the event and the change land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from detector.model import (
+    ComponentStatus,
+    Decision,
+    Episode,
+    Incident,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentUpdate,
+    IncidentUpdated,
+    incident_fields,
+)
+from detector.replay import incident_to_dict
+from detector.timeutil import format_time, in_range
+
+EventName = Literal[
+    "incident.opened",
+    "incident.updated",
+    "incident.resolved",
+    "component.updated",
+    "maintenance.started",
+    "maintenance.ended",
+    "episode.started",
+]
+EVENT_NAMES: tuple[EventName, ...] = (
+    "incident.opened",
+    "incident.updated",
+    "incident.resolved",
+    "component.updated",
+    "maintenance.started",
+    "maintenance.ended",
+    "episode.started",
+)
+Audience = Literal["oncall", "public"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One change to tell channels about. `subject` orders deliveries (an incident id, a
+    component id); `dedup` makes writing it twice a no-op; `facts` is what filters match."""
+
+    event: EventName
+    subject: str
+    at: float
+    dedup: str
+    facts: Mapping[str, Any]
+    body: Mapping[str, Any]
+    channel: str = ""  # only this channel (episode.started honours each channel's notify_after)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _time(moment: float | None) -> str | None:
+    return format_time(moment) if moment is not None and in_range(moment) else None
+
+
+def incident_object(incident: Incident) -> dict[str, Any]:
+    """The replay incident object plus what on-call needs. The one call to the shared
+    serialiser: swap it here. Never raises: it runs inside the commit of the change."""
+    try:
+        data = incident_to_dict(incident)
+    except (ValueError, OverflowError, OSError):  # a time no reader can format: shown as null
+        data = {**incident_fields(incident), "opened_at": _time(incident.opened_at),
+                "resolved_at": _time(incident.resolved_at)}  # fmt: skip
+        data["updates"] = [
+            {"at": _time(u.at), "status": str(u.status),
+             "component_status": str(u.component_status), "body": u.body}
+            for u in incident.updates
+        ]  # fmt: skip
+    data["status"] = str(incident.status)
+    data["component_status"] = str(incident.component_status)
+    data["markets"] = list(incident.markets)
+    data["started_at"] = _time(incident.started_at)
+    for out, update in zip(data["updates"], incident.updates, strict=True):
+        out["evidence"] = update.evidence
+        out["public"] = update.public
+    return data
+
+
+def _group(component: str) -> str:
+    return component.partition("/")[0]
+
+
+def _incident_event(
+    event: EventName, incident: Incident, update: IncidentUpdate | None
+) -> OutboxEvent:
+    at = incident.opened_at if update is None else update.at
+    status = incident.component_status if update is None else update.component_status
+    incident_status = incident.status if update is None else update.status
+    tail = "" if update is None else f":{at!r}:{update.status}:{update.component_status}"
+    return OutboxEvent(
+        event=event,
+        subject=incident.id,
+        at=at,
+        dedup=f"{event}:{incident.id}{tail}",
+        facts={
+            "rule": incident.rule,
+            "component": incident.component,
+            "group": _group(incident.component),
+            "status": str(status),
+            "impact": str(incident.impact),
+            "cause": incident.cause,
+            "public": True if update is None else update.public,
+            "incident_status": str(incident_status),
+        },
+        body={"incident": incident_object(incident)},
+    )
+
+
+def incident_events(decisions: Sequence[Decision]) -> list[OutboxEvent]:
+    events: list[OutboxEvent] = []
+    for decision in decisions:
+        if isinstance(decision, IncidentOpened):
+            events.append(_incident_event("incident.opened", decision.incident, None))
+        elif isinstance(decision, IncidentResolved):
+            events.append(_incident_event("incident.resolved", decision.incident, decision.update))
+        elif isinstance(decision, IncidentUpdated):
+            events.append(_incident_event("incident.updated", decision.incident, decision.update))
+    return events
+
+
+def component_event(
+    component: str, name: str, old: ComponentStatus, new: ComponentStatus, now: float
+) -> OutboxEvent:
+    """A component's status changed; entering or leaving maintenance says so by name."""
+    event: EventName = "component.updated"
+    if new == ComponentStatus.UNDER_MAINTENANCE:
+        event = "maintenance.started"
+    elif old == ComponentStatus.UNDER_MAINTENANCE:
+        event = "maintenance.ended"
+    return OutboxEvent(
+        event=event,
+        subject=component,
+        at=now,
+        dedup=f"{event}:{component}:{now!r}:{new}",
+        facts={
+            "rule": "",
+            "component": component,
+            "group": _group(component),
+            "status": str(new),
+            "cause": "",
+            "public": True,
+        },
+        body={
+            "incident": None,
+            "component": {
+                "id": component,
+                "name": name,
+                "status": str(new),
+                "previous_status": str(old),
+            },
+        },
+    )
+
+
+def episode_event(episode: Episode, channel: str, now: float) -> OutboxEvent:
+    """Early warning for one on-call channel: the failure has lasted its `notify_after`."""
+    key = f"{episode.rule}:{episode.component}:{episode.started_at!r}"
+    return OutboxEvent(
+        event="episode.started",
+        subject=f"episode:{episode.rule}:{episode.component}",
+        at=now,
+        dedup=f"episode.started:{channel}:{key}",
+        facts={
+            "rule": episode.rule,
+            "component": episode.component,
+            "group": _group(episode.component),
+            "status": "",
+            "cause": "",
+            "public": False,
+        },
+        body={
+            "incident": None,
+            "episode": {
+                "rule": episode.rule,
+                "component": episode.component,
+                "started_at": _time(episode.started_at),
+                "failing_for_s": round(now - episode.started_at, 3),
+            },
+        },
+        channel=channel,
+    )
+
+
+def for_audience(body: Mapping[str, Any], audience: Audience) -> dict[str, Any]:
+    """The stored body as one audience may see it: `public` loses evidence and the updates
+    recorded for on-call only."""
+    out = dict(body)
+    incident = out.get("incident")
+    if audience == "public" and isinstance(incident, dict):
+        updates = [
+            {k: v for k, v in u.items() if k != "evidence"}
+            for u in incident.get("updates", [])
+            if u.get("public", True)
+        ]
+        out["incident"] = {**incident, "updates": updates}
+    return out
+
+
+def contract_body(
+    event: str, delivery: str, at: float, body: Mapping[str, Any], audience: Audience
+) -> dict[str, Any]:
+    """The webhook contract (DESIGN "Notifications"): event, delivery, at, incident, + extras."""
+    return {"event": event, "delivery": delivery, "at": _time(at)} | for_audience(body, audience)
+
+
+def latest_update(body: Mapping[str, Any], audience: Audience) -> dict[str, Any] | None:
+    incident = for_audience(body, audience).get("incident")
+    if not isinstance(incident, dict) or not incident.get("updates"):
+        return None
+    latest: dict[str, Any] = incident["updates"][-1]
+    return latest
