@@ -219,7 +219,9 @@ def test_reapplying_decisions_writes_nothing_twice(store: SqlStore) -> None:
 
 
 def test_incidents_list_newest_first_with_limit(store: SqlStore) -> None:
-    opened = [make_incident(f"inc-{n}", at=T0 + n * 60) for n in range(4)]
+    opened = [
+        make_incident(f"inc-{n}", at=T0 + n * 60, component=f"carriers/c{n}") for n in range(4)
+    ]
     opened[1].status = RESOLVED
     opened[1].resolved_at = T0 + 100
     store.commit_engine([IncidentOpened(i) for i in opened], {}, {}, T0 + 300)
@@ -243,10 +245,10 @@ def test_failed_commit_writes_nothing(store: SqlStore) -> None:
     store.commit_engine([], {"generation": 1}, {"carriers/dhl": OPERATIONAL}, T0)
 
     opened = make_incident("inc-new")
-    orphan = make_incident("inc-missing")  # never opened: its update breaks the foreign key
+    broken = make_incident("inc-broken", component="carriers/ups", title=None)  # NOT NULL
     with pytest.raises(StoreError, match="commit engine decisions failed"):
         store.commit_engine(
-            [IncidentOpened(opened), IncidentUpdated(orphan, orphan.updates[0])],
+            [IncidentOpened(opened), IncidentOpened(broken)],
             {"generation": 2},
             {"carriers/dhl": MAJOR},
             T0 + 60,
@@ -504,7 +506,7 @@ def test_upgrade_matches_create_all_on_postgres(postgres_server: str) -> None:
     assert migrate.current_revision(url) is None
     migrate.upgrade(url)
     migrate.upgrade(url)  # a second run is a no-op
-    assert migrate.current_revision(url) == "0002"
+    assert migrate.current_revision(url) == "0003"
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -526,7 +528,7 @@ def test_postgres_without_upgrade_says_what_to_run(postgres_server: str) -> None
 def test_sqlite_schema_is_stamped_and_matches_the_migrations(tmp_path: Path) -> None:
     created = f"sqlite:///{tmp_path}/created.db"
     open_store(created).close()
-    assert migrate.current_revision(created) == "0002"
+    assert migrate.current_revision(created) == "0003"
     migrate.upgrade(created)  # nothing to do
 
     migrated = f"sqlite:///{tmp_path}/migrated.db"
@@ -561,7 +563,7 @@ def test_an_older_sqlite_file_is_upgraded_on_open_and_keeps_its_rows(tmp_path: P
 def test_postgres_at_an_older_revision_says_what_to_run(postgres_server: str) -> None:
     url = pg.create_database(postgres_server, next(_database_names))
     migrate.upgrade(url, "0001")
-    with pytest.raises(StoreError, match="is at 0001, not schema 0002: run `detector db upgrade`"):
+    with pytest.raises(StoreError, match="is at 0001, not schema 0003: run `detector db upgrade`"):
         open_store(url)
 
 

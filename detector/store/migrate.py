@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from detector.store import tables
+from detector.store.base import StoreError
 from detector.store.database import build_engine, store_errors
 
 SCRIPT_LOCATION = "detector.store:migrations"
@@ -66,3 +68,23 @@ def current_revision(url: str) -> str | None:
             return connection_revision(connection)
     finally:
         engine.dispose()
+
+
+def check_current(connection: Connection, existing: set[str], shown_url: str) -> None:
+    """A daemon runs only on the schema it knows: older -> `detector db upgrade`; newer (a
+    newer detector upgraded it) -> upgrade this detector. Raises StoreError naming which."""
+    missing = sorted(set(tables.metadata.tables) - existing)
+    current, head = connection_revision(connection), head_revision()
+    if not missing and current == head:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(
+            f"database {shown_url} is at schema {current}, newer than this detector knows "
+            f"({head}): run the detector version that upgraded it, or a newer one"
+        )
+    lacking = f"lacks tables {', '.join(missing)}" if missing else f"is at {current}"
+    raise StoreError(
+        f"database {shown_url} {lacking}, not schema {head}: run `detector db upgrade`"
+    )
