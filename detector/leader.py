@@ -120,14 +120,13 @@ class Leadership:
         if fence is not None and became:
             self.takeovers += 1
             self.log.warning("leader_acquired", holder=self.holder, token=fence.token)
-        elif was and fence is None:
-            self.step_down("lease lost")
+        elif old is not None and fence is None:  # lost, or found expired on waking up
+            self.step_down("lease lost" if was else "lease expired")
         self.metrics.set_leader(self.is_leader())
         return became
 
     def step_down(self, reason: str) -> None:
-        if self.fence is not None or not self.shared:
-            self.log.warning("leader_lost", holder=self.holder, reason=reason)
+        self.log.warning("leader_lost", holder=self.holder, reason=reason)
         self.fence = None
         self.metrics.set_leader(not self.shared)
 

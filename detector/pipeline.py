@@ -119,6 +119,7 @@ class Pipeline:
         except StoreError as exc:
             self.store_failed("peer_results", exc)
             return 0
+        self.store_ok = True
         seen, fed = self._peer_seen, 0
         for row_id, result in rows:
             if row_id not in seen:

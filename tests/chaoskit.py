@@ -89,3 +89,60 @@ async def crash(daemon: Daemon) -> None:
     assert daemon.store is not None and daemon.session is not None
     daemon.store.close()
     await daemon.session.close()
+
+
+# ------------------------------------------------------------------ the chaos rig (subprocesses)
+
+CHAOS_RULES = """
+defaults: {window: 4s, open_after: 8s, resolve_after: 2s}
+rules:
+  - name: carrier-label-creation
+    match: {kind: label_creation, component: "carriers/*"}
+    impact:
+      - {status: major_outage, when: error_ratio >= 0.5}
+"""
+CARRIERS = ("dhl", "ups", "postnl")
+PROBE_INTERVAL = 1.0
+EVALUATION_INTERVAL = 0.5
+LEASE_TTL = 3.0
+OPEN_AFTER = 8.0
+WINDOW = 4.0
+
+
+def chaos_config(home: Path, instance: str, store: str, sandbox_port: int) -> Path:
+    """Demo-style timings in seconds; the store URL names the instance to PostgreSQL, so a
+    test can cut exactly this daemon's connections."""
+    rules = home / "rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    (rules / "chaos.yaml").write_text(CHAOS_RULES)
+    components = "\n".join(f"  - {{id: carriers/{c}, name: {c.upper()}}}" for c in CARRIERS)
+    probes = "\n".join(
+        f"  - {{id: {c}-label, kind: label_creation, component: carriers/{c},"
+        f" labels: {{market: DE}}, settings: {{download_label: false}}}}"
+        for c in CARRIERS
+    )
+    config = home / f"{instance}.yaml"
+    config.write_text(
+        f"""listen: 127.0.0.1:0
+store: {store}?application_name={instance}
+rules: [rules/]
+instance: {instance}
+evaluation_interval: {EVALUATION_INTERVAL}s
+flush_interval: 0.5s
+lease_ttl: {LEASE_TTL}s
+shutdown_grace: 1s
+log_format: json
+log_level: info
+api_token_env: TEST_DETECTOR_TOKEN
+probe_defaults:
+  target: http://127.0.0.1:{sandbox_port}
+  interval: {PROBE_INTERVAL}s
+  timeout: 1s
+  credentials: {{username_env: TEST_SANDBOX_USER, password_env: TEST_SANDBOX_PASS}}
+components:
+{components}
+probes:
+{probes}
+"""
+    )
+    return config
