@@ -1,6 +1,7 @@
 """The decision pipeline: results -> buffer -> engine -> commit -> flush -> prune.
 
-This is the part a leader lease will gate: everything that turns results into incidents and
+With several daemons only the leader's pipeline writes decisions (`detector.leader`); a
+standby's evaluates in memory to keep its clocks warm. It turns results into incidents and
 writes them. It owns the engine and the unwritten work (buffered results, pending decisions);
 the daemon shell only decides when each step runs. The engine runs on the event loop thread;
 the store is called from worker threads.

@@ -283,3 +283,17 @@ def test_schema_older_or_newer_is_refused_naming_what_to_do(postgres_server: str
     store.close()
     with pytest.raises(StoreError, match="at schema 0099, newer than this detector knows"):
         open_store(url)
+
+
+def test_a_sqlite_file_from_a_newer_detector_is_refused_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/newer.db"
+    open_store(url).close()
+    store = SqlStore(url)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    store.close()
+    with pytest.raises(StoreError, match="at schema 0099, newer than this detector knows"):
+        open_store(url)
+    upgrade = _cli("db", "upgrade", "--store", url)
+    assert upgrade.returncode == 1
+    assert upgrade.stderr.count("\n") == 1 and "newer than this detector" in upgrade.stderr

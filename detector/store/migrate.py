@@ -33,7 +33,18 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     """Upgrade within the caller's transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_LOCK_KEY})
+    _refuse_newer(connection, "the database")
     command.upgrade(alembic_config(connection), revision)
+
+
+def _refuse_newer(connection: Connection, shown: str) -> None:
+    current = connection_revision(connection)
+    script = ScriptDirectory.from_config(alembic_config())
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise StoreError(
+            f"{shown} is at schema {current}, newer than this detector knows "
+            f"({head_revision()}): run the detector version that upgraded it, or a newer one"
+        )
 
 
 def stamp_connection(connection: Connection, revision: str = "head") -> None:
@@ -77,13 +88,7 @@ def check_current(connection: Connection, existing: set[str], shown_url: str) ->
     current, head = connection_revision(connection), head_revision()
     if not missing and current == head:
         return
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {revision.revision for revision in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise StoreError(
-            f"database {shown_url} is at schema {current}, newer than this detector knows "
-            f"({head}): run the detector version that upgraded it, or a newer one"
-        )
+    _refuse_newer(connection, f"database {shown_url}")
     lacking = f"lacks tables {', '.join(missing)}" if missing else f"is at {current}"
     raise StoreError(
         f"database {shown_url} {lacking}, not schema {head}: run `detector db upgrade`"
