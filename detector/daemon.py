@@ -104,20 +104,14 @@ class Daemon:
         self._rules = (await asyncio.to_thread(load_rules, settings.rule_paths())).rules
         self._lock_file = leader.lock_sqlite(settings.store)
         store = self.store = await asyncio.to_thread(open_store, settings.store)
-        await asyncio.to_thread(
-            store.sync_components, self.settings.component_records(self.clock.now())
-        )
+        await asyncio.to_thread(store.sync_components, settings.component_records(self.clock.now()))
         # Restored series wait for a result newer than this start before they act: the
         # time down counts as failing only if the failure is still there (DESIGN 9).
         now, names = self.clock.now(), settings.component_names()
         engine = await asyncio.to_thread(leader.stored_engine, store, self._rules, names, now, now)
+        monotonic, metrics = self.clock_watch.monotonic, self.metrics
         self.leadership = leader.Leadership.of(
-            store,
-            settings,
-            self.clock,
-            self.clock_watch.monotonic,
-            log=self.log,
-            metrics=self.metrics,
+            store, settings, self.clock, monotonic, log=self.log, metrics=metrics
         )
         self.pipeline = Pipeline(
             engine,

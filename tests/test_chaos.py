@@ -266,6 +266,7 @@ def _resolved(rig: Rig, component: str, failed_at: float) -> bool:
     return bool(found)
 
 
+@pytest.mark.timeout(60 + 45 * ROUNDS)  # a round takes ~20 s of real time
 def test_chaos_rounds(rig: Rig) -> None:
     rng = random.Random(SEED)
     print(f"chaos: seed {SEED}, {ROUNDS} rounds")

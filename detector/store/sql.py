@@ -186,8 +186,7 @@ class SqlStore(LeaseStore):
     def _open_incident(self, session: Session, incident: Incident) -> None:
         statement = self._insert(tables.incidents).values(tables.incident_values(incident))
         session.exec(statement.on_conflict_do_nothing())
-        # Not there after the insert: uq_incidents_open refused a second open incident on
-        # its (rule, component). The database keeps the invariant; its updates go nowhere.
+        # Absent now: uq_incidents_open refused a 2nd open one on (rule, component); skip it.
         if session.get(IncidentRow, incident.id) is not None:
             self._insert_updates(session, incident.id, incident.updates)
 
