@@ -297,3 +297,29 @@ def test_a_sqlite_file_from_a_newer_detector_is_refused_in_one_line(tmp_path: Pa
     upgrade = _cli("db", "upgrade", "--store", url)
     assert upgrade.returncode == 1
     assert upgrade.stderr.count("\n") == 1 and "newer than this detector" in upgrade.stderr
+
+
+def test_detector_run_twice_on_one_sqlite_file_says_so_in_one_line(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from daemonkit import write_config
+
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    lock = tmp_path / "detector.db.lock"
+    env = {**os.environ, "TEST_SANDBOX_USER": "u", "TEST_SANDBOX_PASS": "p"}
+    command = [sys.executable, "-m", "detector.cli", "run", "--config", str(config)]
+    first = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and lock.read_text().startswith("pid ")):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)  # waiting for the first daemon to start, not for a duration
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert second.stderr.endswith("several daemons need a PostgreSQL store\n")
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert f"(pid {first.pid})" in second.stderr
+    finally:
+        first.terminate()
+        assert first.wait(timeout=30) == 0
