@@ -207,7 +207,11 @@ def _hit(rig: Rig, kind: str, leader: str) -> str | None:
         proc.send_signal(signal.SIGSTOP)
         rig.failovers.append(_wait("a new leader", taken_over, MAX_FAILOVER_S) - hit_at)
         time.sleep(LEASE_TTL)  # the fault itself: frozen well past its lease
+        stepped_down = rig.log_events(leader, "leader_lost")
         proc.send_signal(signal.SIGCONT)
+        # Awake, it finds its lease gone and stands by; any write it tried would be refused.
+        _wait("the woken leader to step down", lambda: rig.log_events(leader, "leader_lost")
+              > stepped_down, 2 * LEASE_TTL)  # fmt: skip
         return leader
     if kind == "cut":
         rig.query(
