@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt hooks typecheck pytest rules-test bench clean catalogs
+.PHONY: run test lint fmt hooks typecheck pytest rules-test bench chaos clean catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/probe_cost_bench.py
 	$(BIN)/python bench/daemon_bench.py
+
+# Three daemons, PostgreSQL and the sandbox under random faults (kill -9, SIGSTOP, cut
+# connections, PostgreSQL restarts); `make test` runs one round of each. CHAOS_SEED repeats one.
+CHAOS_ROUNDS ?= 24
+chaos: $(STAMP)
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/test_chaos.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov

@@ -183,6 +183,8 @@ def _maintenance_and_more(sub: argparse._SubParsersAction[argparse.ArgumentParse
     db.set_defaults(handler=commands.db_upgrade)
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     _daemon_options(db_actions.add_parser("upgrade", help="apply Alembic migrations"), store=True)
+    current = db_actions.add_parser("current", help="show the schema revision and the newest")
+    _daemon_options(current, store=True).set_defaults(handler=commands.db_current)
 
     sandbox = sub.add_parser("sandbox", help="serve the simulated platform")
     sandbox.add_argument("--host", default="127.0.0.1")

@@ -85,6 +85,15 @@ def db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def db_current(args: argparse.Namespace) -> int:
+    """The revision the store is at and the one this detector runs on; exit 1 if they differ."""
+    from detector.store.migrate import current_revision, head_revision
+
+    current, head = current_revision(_store_url(args)), head_revision()
+    print(f"schema {current or 'none'}; this detector runs on {head}")
+    return 0 if current == head else 1
+
+
 def incidents(args: argparse.Namespace) -> int:
     if args.action == "update":
         body = {"status": args.status, "body": args.body}

@@ -45,6 +45,8 @@ RESTART_ONLY = (
     "header_timeout",
     "max_connections",
     "notifications",  # the dispatcher holds its channels (and their secrets) from the start
+    "lease_ttl",
+    "max_buffered_results",
 )
 
 
@@ -75,7 +77,13 @@ class Control:
         self.log = log
         self.rules_loaded = True
 
+    def _leader_only(self) -> None:
+        # A standby's engine is not the one that decides: what it learned would be lost.
+        if not self.pipeline.leading():
+            raise ValueError("this instance is a standby: send writes to the leader")
+
     async def record_deploy(self, deploy: Deploy) -> Deploy:
+        self._leader_only()
         await asyncio.to_thread(self.pipeline.store.add_deploy, deploy)
         self.pipeline.engine.add_deploy(deploy)
         self.log.info("deploy_recorded", deploy=deploy.id, components=list(deploy.components))
@@ -83,6 +91,7 @@ class Control:
         return deploy
 
     async def flag_deploy_bad(self, deploy_id: str) -> Deploy:
+        self._leader_only()
         engine, now = self.pipeline.engine, self.pipeline.clock.now()
         deploy = await asyncio.to_thread(self.pipeline.store.flag_deploy_bad, deploy_id, now)
         if engine.flag_deploy_bad(DeployFlaggedBad(now, deploy_id)) is None:
@@ -113,6 +122,7 @@ class Control:
         return update
 
     async def add_maintenance(self, m: Maintenance) -> Maintenance:
+        self._leader_only()
         stored = await asyncio.to_thread(self.pipeline.store.add_maintenance, m)
         self.pipeline.engine.add_maintenance(stored)
         self.log.info("maintenance_added", maintenance=stored.id, components=list(m.components))
@@ -120,6 +130,7 @@ class Control:
         return stored
 
     async def cancel_maintenance(self, maintenance_id: str) -> None:
+        self._leader_only()
         now = self.pipeline.clock.now()
         await asyncio.to_thread(self.pipeline.store.cancel_maintenance, maintenance_id, now)
         self.pipeline.engine.cancel_maintenance(maintenance_id)

@@ -2,8 +2,8 @@
 
 `startup()` opens the store, restores the engine, starts the HTTP session, the API and the
 scheduler; `run()` waits for a signal; `shutdown()` gives in-flight probes a grace period,
-cancels the rest and writes what is buffered. Results go through `detector.pipeline`;
-operators' requests through `detector.control`.
+cancels the rest and writes what is buffered. Results go through `detector.pipeline`,
+operators' requests through `detector.control`, the leader lease through `detector.leader`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-import zlib
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,17 +23,18 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from structlog.typing import FilteringBoundLogger
 
-from detector import __version__
+from detector import __version__, leader
 from detector.clock import Clock, SystemClock
 from detector.clockwatch import ClockWatch, Monotonic
 from detector.control import RESTART_ONLY, Control
 from detector.engine import Engine
 from detector.engine.rulefile import load_rules
-from detector.engine.state import load_state
 from detector.metrics import Metrics
 from detector.model import Decision, ProbeResult, Rule
 from detector.notify.dispatcher import Dispatcher
 from detector.pipeline import Pipeline
+from detector.schedule import probe_phase, schedule_probes
+from detector.sdnotify import Notifier
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
 from detector.store import open_store
@@ -42,16 +42,6 @@ from detector.store.base import Store, StoreError
 from detector.web.app import make_app
 from detector.web.server import Limits, start_server
 from probes.base import ProbeSpec, run_probe, trace_config
-
-
-def probe_phase(spec: ProbeSpec, now: float) -> float:
-    """The probe's next run: at a fixed offset within its interval, taken from its id.
-
-    10,000 probes spread evenly over the minute instead of bursting together, and the
-    schedule is the same after a restart or a reload (no burst on SIGHUP either).
-    """
-    offset = zlib.crc32(spec.id.encode()) / 2**32 * spec.interval
-    return now + (offset - now) % spec.interval
 
 
 class Daemon:
@@ -83,6 +73,9 @@ class Daemon:
         self._inflight: set[asyncio.Task[Any]] = set()  # probe runs, given a grace period
         self._tasks: set[asyncio.Task[Any]] = set()  # what the daemon started and awaits
         self._rules: tuple[Rule, ...] = ()  # loaded by startup(): no I/O in the constructor
+        self.leadership: leader.Leadership | None = None
+        self.notifier = Notifier()
+        self._lock_file: Any = None  # SQLite: `<db>.lock`, held while running
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self, *, schedule: bool = True, serve: bool = True) -> None:
@@ -91,10 +84,13 @@ class Daemon:
         except BaseException:  # a failed start leaves no session, socket or store open
             await self._close()
             raise
+        await self.lead()
         if schedule:
             self._start_scheduler()
             if self.dispatcher is not None:
                 self.spawn(self.dispatcher.run(self.stopping), "notifications")
+            self.spawn(leader.watchdog(self.notifier, self.stopping), "watchdog")
+        self.notifier.ready(self.status())
         self.log.info(
             "daemon_started",
             version=__version__,
@@ -110,17 +106,16 @@ class Daemon:
     async def _open(self, *, serve: bool) -> None:
         settings = self.settings
         self._rules = (await asyncio.to_thread(load_rules, settings.rule_paths())).rules
+        self._lock_file = leader.lock_sqlite(settings.store)
         store = self.store = await asyncio.to_thread(open_store, settings.store)
-        await asyncio.to_thread(
-            store.sync_components, self.settings.component_records(self.clock.now())
-        )
-        state = await asyncio.to_thread(store.load_engine_state)
-        horizon = max((rule.window for rule in self._rules), default=0.0)
-        recent = await asyncio.to_thread(store.results_since, self.clock.now() - horizon)
+        await asyncio.to_thread(store.sync_components, settings.component_records(self.clock.now()))
         # Restored series wait for a result newer than this start before they act: the
         # time down counts as failing only if the failure is still there (DESIGN 9).
-        engine = load_state(
-            self._rules, state, recent, settings.component_names(), restored_at=self.clock.now()
+        now, names = self.clock.now(), settings.component_names()
+        engine = await asyncio.to_thread(leader.stored_engine, store, self._rules, names, now, now)
+        monotonic, metrics = self.clock_watch.monotonic, self.metrics
+        self.leadership = leader.Leadership.of(
+            store, settings, self.clock, monotonic, log=self.log, metrics=metrics
         )
         self.pipeline = Pipeline(
             engine,
@@ -130,9 +125,11 @@ class Daemon:
             clock=self.clock,
             components=[c.id for c in settings.components],
             retention=settings.retention,
+            leadership=self.leadership,
+            instance=settings.instance,
+            max_buffered=settings.max_buffered_results,
         )
         self.control = Control(self, self.pipeline, evaluate=self.evaluate, log=self.log)
-        self.metrics.set_leader(True)
         self.metrics.config_reloaded(True, self.clock.now())
         self.session = aiohttp.ClientSession(
             trace_configs=[trace_config()],
@@ -161,6 +158,7 @@ class Daemon:
             self.spawn(self._control().reload(), "reload")
             return
         self.log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        self.notifier.stopping()
         self.stopping.set()
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -193,7 +191,9 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
         if self.pipeline is not None:
             await self.evaluate()
-            await self.pipeline.flush()
+            await self.pipeline.flush(force=True)
+        if self.leadership is not None:
+            await self.leadership.release()
         await self._close()
         buffered = len(self.pipeline.buffer) if self.pipeline is not None else 0
         self.log.info("daemon_stopped", buffered_results=buffered)
@@ -207,6 +207,7 @@ class Daemon:
             self.session = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+        self._lock_file = self._lock_file and self._lock_file.close()  # releases the flock
 
     async def _serve(self) -> None:
         settings = self.settings
@@ -241,8 +242,9 @@ class Daemon:
         settings = self.settings
         for job_id, job, seconds in (
             ("evaluate", self.evaluate, settings.evaluation_interval),
-            ("flush", self.flush, settings.flush_interval),
+            ("flush", self._pipeline().flush, settings.flush_interval),  # with its backoff
             ("retention", self.prune, 3600.0),
+            ("lease", self.lead, settings.lease_ttl / 3),
         ):
             start = datetime.fromtimestamp(now + seconds, tz=UTC)
             self.scheduler.add_job(
@@ -258,20 +260,8 @@ class Daemon:
         self, specs: Sequence[ProbeSpec], now: float, *, canary: bool = False
     ) -> None:
         assert self.scheduler is not None
-        for spec in specs:
-            first = probe_phase(spec, now)
-            self.scheduler.add_job(
-                self._canary_job if canary else self._probe_job,
-                IntervalTrigger(
-                    seconds=spec.interval, start_date=datetime.fromtimestamp(first, tz=UTC)
-                ),
-                args=[spec],
-                id=f"{'canary' if canary else 'probe'}:{spec.id}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(spec.interval)),
-                replace_existing=True,
-            )
+        job = self._canary_job if canary else self._probe_job
+        schedule_probes(self.scheduler, job, specs, now, prefix="canary" if canary else "probe")
 
     def _clock_stepped(self, seconds: float) -> None:
         # APScheduler 3 keeps next run times in wall time: after a step back every job would
@@ -343,7 +333,17 @@ class Daemon:
         return decisions
 
     async def flush(self) -> int:
-        return await self._pipeline().flush()
+        """Write the buffer now, whatever the reconnect backoff says."""
+        return await self._pipeline().flush(force=True)
+
+    async def lead(self) -> None:
+        """Renew (or take) the leader lease; tell systemd how this instance stands."""
+        await leader.hold_lease(self._pipeline(), self._rules, self.settings.component_names())
+        self.notifier.status(self.status())
+
+    def status(self) -> str:
+        probes, incidents = len(self.settings.probe_specs), len(self.engine.open_incidents())
+        return leader.status_line(self._pipeline().leading(), probes, incidents)
 
     async def prune(self) -> int:
         return await self._pipeline().prune()

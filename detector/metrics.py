@@ -178,6 +178,11 @@ class Metrics:
         self._store_errors = Counter(
             "detector_store_errors", "Store operations that failed.", registry=registry
         )
+        self._results_dropped = Counter(
+            "detector_results_dropped",
+            "Probe results dropped because the write buffer was full during a store outage.",
+            registry=registry,
+        )
         self._leader = Gauge(
             "detector_is_leader",
             "1 if this instance holds the lease and evaluates rules, else 0.",
@@ -290,6 +295,9 @@ class Metrics:
 
     def store_error(self) -> None:
         self._store_errors.inc()
+
+    def results_dropped(self, count: int) -> None:
+        self._results_dropped.inc(count)
 
     def set_self_check(self, ok: bool) -> None:
         self._self_check_ok.set(1 if ok else 0)

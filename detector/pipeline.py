@@ -1,6 +1,7 @@
 """The decision pipeline: results -> buffer -> engine -> commit -> flush -> prune.
 
-This is the part a leader lease will gate: everything that turns results into incidents and
+With several daemons only the leader's pipeline writes decisions (`detector.leader`); a
+standby's evaluates in memory to keep its clocks warm. It turns results into incidents and
 writes them. It owns the engine and the unwritten work (buffered results, pending decisions);
 the daemon shell only decides when each step runs. The engine runs on the event loop thread;
 the store is called from worker threads.
@@ -9,8 +10,10 @@ the store is called from worker threads.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
 
@@ -27,9 +30,17 @@ from detector.model import (
     ProbeResult,
 )
 from detector.store.base import Store, StoreError
+from detector.store.lease import Fenced
+
+if TYPE_CHECKING:
+    from detector.leader import Leadership
 
 MAX_BUFFERED_RESULTS = 500_000  # ~10k probes for 50 minutes of store outage
 BROKEN_AFTER_PASSES = 3  # a series failing this many evaluations in a row makes /readyz say so
+# Other instances' results are read back this far: they reach the store up to a flush
+# interval and a probe timeout after their time.
+PEER_LOOKBACK_S = 120.0
+MAX_FLUSH_BACKOFF_S = 60.0  # reconnect attempts while the store is down: 1x .. 60 s, jittered
 
 
 class Pipeline:
@@ -43,6 +54,10 @@ class Pipeline:
         clock: Clock,
         components: Collection[str],
         retention: float,
+        leadership: Leadership | None = None,
+        instance: str = "",
+        max_buffered: int = MAX_BUFFERED_RESULTS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -58,6 +73,16 @@ class Pipeline:
         self.lock = asyncio.Lock()
         self._saved_statuses: dict[str, ComponentStatus] = {}
         self.committed: Callable[[], None] = lambda: None  # the notification dispatcher's wake
+        self.leadership = leadership  # None: the one daemon, always leading
+        self.instance = instance
+        self.max_buffered = max_buffered
+        self.monotonic = monotonic
+        self._peer_seen: dict[int, float] = {}  # row id -> at, of other instances' results
+        self._retry_at = 0.0  # monotonic: no flush before this while the store is down
+        self._backoff = 0.0
+
+    def leading(self) -> bool:
+        return self.leadership is None or self.leadership.is_leader()
 
     def observe(self, result: ProbeResult) -> None:
         """A finished probe run: counted, judged later, written with the next flush."""
@@ -67,6 +92,7 @@ class Pipeline:
 
     async def evaluate(self) -> list[Decision]:
         async with self.lock:
+            await self.ingest_peers()
             now = self.clock.now()
             started = time.perf_counter()
             try:
@@ -78,14 +104,46 @@ class Pipeline:
             else:
                 self.metrics.observe_evaluation(time.perf_counter() - started)
             self._report_series_errors()
+            if not self.leading():  # a standby: the engine stays warm, nothing is written
+                return []
             self.account(decisions)
             self.pending.extend(decisions)
             await self.commit(now)
             return decisions
 
+    async def ingest_peers(self) -> int:
+        """Feed other instances' new results to the engine (several daemons only)."""
+        if self.leadership is None or not self.leadership.shared:
+            return 0
+        since = self.clock.now() - PEER_LOOKBACK_S
+        try:
+            rows = await asyncio.to_thread(self.store.peer_results, since, self.instance)
+        except StoreError as exc:
+            self.store_failed("peer_results", exc)
+            return 0
+        self.store_ok = True
+        seen, fed = self._peer_seen, 0
+        for row_id, result in rows:
+            if row_id not in seen:
+                seen[row_id] = result.at
+                self.engine.observe(result)
+                fed += 1
+        for row_id in [row_id for row_id, at in seen.items() if at <= since]:
+            del seen[row_id]
+        return fed
+
+    def replace_engine(self, engine: Engine, peers: Sequence[tuple[int, ProbeResult]]) -> None:
+        """A new leader's engine (`detector.leader.hold_lease`); it already holds `peers`."""
+        self.engine = engine
+        self.pending.clear()
+        self._saved_statuses = {}
+        self._peer_seen = {row_id: result.at for row_id, result in peers}
+
     async def decide(self, step: Callable[[float], list[Decision]]) -> list[Decision]:
         """Apply an operator's change to the engine (under the lock) and commit it."""
         async with self.lock:
+            if not self.leading():
+                raise ValueError("this instance is a standby: send writes to the leader")
             now = self.clock.now()
             decisions = step(now)
             self.account(decisions)
@@ -119,8 +177,15 @@ class Pipeline:
             return
         state = dump_state(engine)
         pending = list(self.pending)
+        fence = self.leadership.write_fence() if self.leadership is not None else None
         try:
-            await asyncio.to_thread(self.store.commit_engine, pending, state, statuses, now)
+            await asyncio.to_thread(self.store.commit_engine, pending, state, statuses, now, fence)
+        except Fenced as exc:  # deposed while deciding: the new leader decides again
+            self.log.error("leader_write_refused", error=str(exc))
+            self.pending.clear()
+            if self.leadership is not None:
+                self.leadership.step_down("write refused")
+            return
         except StoreError as exc:
             self.store_failed("commit_engine", exc)
             return
@@ -156,22 +221,30 @@ class Pipeline:
                     component_status=str(decision.update.component_status),
                 )
 
-    async def flush(self) -> int:
-        """Write buffered results in one batch; on failure keep them for the next try."""
-        batch, self.buffer = self.buffer, []
-        if not batch:
+    async def flush(self, *, force: bool = False) -> int:
+        """Write buffered results in one batch; on failure keep them (bounded) and retry
+        after a backoff that doubles up to MAX_FLUSH_BACKOFF_S, with jitter so several
+        daemons do not reconnect in step."""
+        if not self.buffer or (not force and self.monotonic() < self._retry_at):
             return 0
+        batch, self.buffer = self.buffer, []
         try:
             await asyncio.to_thread(self.store.add_results, batch)
         except StoreError as exc:
             self.buffer = batch + self.buffer
-            overflow = len(self.buffer) - MAX_BUFFERED_RESULTS
+            overflow = len(self.buffer) - self.max_buffered
             if overflow > 0:  # bounded: memory must survive a long outage too
-                del self.buffer[:overflow]
+                del self.buffer[:overflow]  # the oldest go first
+                self.metrics.results_dropped(overflow)
                 self.log.error("results_dropped", count=overflow)
+            self._backoff = min(MAX_FLUSH_BACKOFF_S, max(1.0, self._backoff * 2))
+            self._retry_at = self.monotonic() + self._backoff * random.uniform(0.5, 1.0)
             self.store_failed("add_results", exc)
             return 0
+        if not self.store_ok:
+            self.log.info("store_reconnected", written=len(batch))
         self.store_ok = True
+        self._backoff, self._retry_at = 0.0, 0.0
         return len(batch)
 
     async def prune(self) -> int:

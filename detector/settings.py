@@ -146,6 +146,11 @@ class Settings(_Strict):
     flush_interval: Annotated[float, _SECONDS, Field(ge=0.1, le=HOUR)] = 5.0
     retention: Annotated[float, _SECONDS, Field(ge=HOUR, le=3650 * DAY)] = 7 * DAY
     shutdown_grace: Annotated[float, _SECONDS, Field(ge=0.0, le=10 * MINUTE)] = 10.0
+    # Several daemons on PostgreSQL: a dead or cut-off leader is replaced within about one
+    # TTL plus a renewal (ttl/3); keep it at or under 20s for a failover within 30s.
+    lease_ttl: Annotated[float, _SECONDS, Field(ge=1.0, le=10 * MINUTE)] = 15.0
+    # Results held while the store is down; the oldest are dropped beyond this (counted).
+    max_buffered_results: int = Field(default=500_000, ge=1000, le=50_000_000)
     # The API is public (status page): a client gets this long to send a request's headers.
     header_timeout: Annotated[float, _SECONDS, Field(ge=0.1, le=10 * MINUTE)] = 10.0
     max_connections: int = Field(default=1000, ge=1, le=100_000)

@@ -208,7 +208,7 @@ def test_unit_checks_before_start_and_reloads_with_sighup() -> None:
     reload = values(unit, service, "ExecReload")
     assert reload[-1] == "/bin/kill -HUP $MAINPID"
     assert all(command.startswith((INSTALLED_BINARY, "/bin/kill")) for command in reload)
-    assert only(unit, service, "Type") == "exec"
+    assert only(unit, service, "Type") == "notify"  # READY once probing and serving
     assert only(unit, service, "User") == "detector"
     assert only(unit, service, "Restart") == "on-failure"
     assert only(unit, "Install", "WantedBy") == "multi-user.target"

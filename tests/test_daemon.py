@@ -30,6 +30,7 @@ async def crash(daemon: Daemon) -> None:
     assert daemon.store is not None and daemon.session is not None
     daemon.store.close()
     await daemon.session.close()
+    daemon._lock_file.close()  # the kernel drops a killed process's flock on the SQLite file
 
 
 async def minutes(daemon: Daemon, clock: ManualClock, count: int) -> None:

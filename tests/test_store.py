@@ -152,7 +152,9 @@ def test_reapplying_decisions_writes_nothing_twice(store: SqlStore) -> None:
 
 
 def test_incidents_list_newest_first_with_limit(store: SqlStore) -> None:
-    opened = [make_incident(f"inc-{n}", at=T0 + n * 60) for n in range(4)]
+    opened = [
+        make_incident(f"inc-{n}", at=T0 + n * 60, component=f"carriers/c{n}") for n in range(4)
+    ]
     opened[1].status = RESOLVED
     opened[1].resolved_at = T0 + 100
     store.commit_engine([IncidentOpened(i) for i in opened], {}, {}, T0 + 300)
@@ -188,10 +190,10 @@ def test_failed_commit_writes_nothing(store: SqlStore) -> None:
     store.commit_engine([], {"generation": 1}, {"carriers/dhl": OPERATIONAL}, T0)
 
     opened = make_incident("inc-new")
-    orphan = make_incident("inc-missing")  # never opened: its update breaks the foreign key
+    broken = make_incident("inc-broken", component="carriers/ups", title=None)  # NOT NULL
     with pytest.raises(StoreError, match="commit engine decisions failed"):
         store.commit_engine(
-            [IncidentOpened(opened), IncidentUpdated(orphan, orphan.updates[0])],
+            [IncidentOpened(opened), IncidentOpened(broken)],
             {"generation": 2},
             {"carriers/dhl": MAJOR},
             T0 + 60,

@@ -336,6 +336,7 @@ class Dispatcher:
             link=settings.page_url,
             page_name=settings.page_name,
             episodes=lambda: pipeline.engine.running_episodes(),
+            should_run=pipeline.leading,  # the leader delivers; standbys keep the outbox
         )
         pipeline.committed = dispatcher.wake
         return dispatcher

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.model import (
     ComponentStatus,
@@ -21,6 +21,9 @@ from detector.model import (
     Maintenance,
     ProbeResult,
 )
+
+if TYPE_CHECKING:
+    from detector.store.lease import Fence
 
 
 class StoreError(Exception):
@@ -64,15 +67,26 @@ class Store(Protocol):
         engine_state: Mapping[str, Any],
         component_statuses: Mapping[str, ComponentStatus],
         now: float,
+        fence: Fence | None = None,
     ) -> None:
         """Apply incident opens/updates/resolves, save the engine state blob and the
         component statuses, and write the notification outbox rows for those changes
-        (`detector.store.outbox`), all in one transaction. Idempotent on incident id and on
-        (incident id, update at, status, component status) so a retry after a failure
-        writes nothing twice. The state is stored as JSON (NaN and infinity become null);
+        (`detector.store.outbox`), all in one transaction; with `fence`, refused (`Fenced`)
+        unless it still holds the leader lease, checked in that transaction. Idempotent on
+        incident id and on (incident id, update at, status, component status) so a retry after
+        a failure writes nothing twice. The state is stored as JSON (NaN and infinity become null);
         a component the store does not know yet is added, named after its slug."""
 
     def load_engine_state(self) -> dict[str, Any] | None: ...
+
+    # --- leadership (detector.store.lease)
+    def acquire_lease(self, holder: str, now: float, ttl: float) -> Fence | None:
+        """Renew or take the leader lease; None while another holder's runs."""
+
+    def release_lease(self, fence: Fence) -> None: ...
+
+    def peer_results(self, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
+        """Other instances' results with at > since and their row ids, oldest first."""
 
     # --- incidents (read side and manual updates)
     def list_incidents(

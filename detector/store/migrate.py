@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from detector.store import tables
+from detector.store.base import StoreError
 from detector.store.database import build_engine, store_errors
 
 SCRIPT_LOCATION = "detector.store:migrations"
@@ -31,7 +33,18 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     """Upgrade within the caller's transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_LOCK_KEY})
+    _refuse_newer(connection, "the database")
     command.upgrade(alembic_config(connection), revision)
+
+
+def _refuse_newer(connection: Connection, shown: str) -> None:
+    current = connection_revision(connection)
+    script = ScriptDirectory.from_config(alembic_config())
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise StoreError(
+            f"{shown} is at schema {current}, newer than this detector knows "
+            f"({head_revision()}): run the detector version that upgraded it, or a newer one"
+        )
 
 
 def stamp_connection(connection: Connection, revision: str = "head") -> None:
@@ -66,3 +79,17 @@ def current_revision(url: str) -> str | None:
             return connection_revision(connection)
     finally:
         engine.dispose()
+
+
+def check_current(connection: Connection, existing: set[str], shown_url: str) -> None:
+    """A daemon runs only on the schema it knows: older -> `detector db upgrade`; newer (a
+    newer detector upgraded it) -> upgrade this detector. Raises StoreError naming which."""
+    missing = sorted(set(tables.metadata.tables) - existing)
+    current, head = connection_revision(connection), head_revision()
+    if not missing and current == head:
+        return
+    _refuse_newer(connection, f"database {shown_url}")
+    lacking = f"lacks tables {', '.join(missing)}" if missing else f"is at {current}"
+    raise StoreError(
+        f"database {shown_url} {lacking}, not schema {head}: run `detector db upgrade`"
+    )

@@ -20,11 +20,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Double,
+    Index,
     Integer,
     MetaData,
     Table,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import registry
@@ -76,6 +78,18 @@ class ComponentRow(StoreTable, table=True):
 
 class IncidentRow(StoreTable, table=True):
     __tablename__ = "incidents"
+    # The database keeps the invariant whatever the code does: one unresolved incident per
+    # (rule, component). Partial index; both backends support the WHERE.
+    __table_args__ = (
+        Index(
+            "uq_incidents_open",
+            "rule",
+            "component",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+    )
 
     id: str = Field(primary_key=True)
     rule: str
@@ -163,13 +177,15 @@ class EngineStateRow(StoreTable, table=True):
 
 
 class LeaseRow(StoreTable, table=True):
-    """Leader election between daemons sharing one PostgreSQL (used by a later change)."""
+    """The leader lease of daemons sharing one PostgreSQL (`detector.leader`). `token` grows
+    by one at every change of holder: the fencing token leader writes are checked against."""
 
     __tablename__ = "leases"
 
     name: str = Field(primary_key=True)
     holder: str
     expires_at: float = Field(sa_type=Double)
+    token: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 def _json_default(value: object) -> object:
