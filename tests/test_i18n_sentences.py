@@ -13,6 +13,8 @@ from apikit import ClientFactory
 from babel import Locale
 from babel.messages.pofile import read_po
 from enginekit import MIN, T0, result, rule
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import escape
 
 from detector.clock import ManualClock
@@ -221,3 +223,27 @@ def test_a_broken_translation_shows_the_stored_english(monkeypatch: pytest.Monke
     finally:
         i18n._sentence.cache_clear()
     assert found == body
+
+
+CODES = st.sampled_from([*texts.COUNTRIES, "ZZ", "XK"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from(IncidentStatus),
+    kind=st.sampled_from([*texts.ACTIVITIES, "dns"]),
+    name=st.text(min_size=1, max_size=30),
+    markets=st.lists(CODES, unique=True, max_size=5),
+    extra=st.lists(CODES, max_size=3),
+)
+def test_recognise_round_trips_any_name_and_markets(
+    status: IncidentStatus, kind: str, name: str, markets: list[str], extra: list[str]
+) -> None:
+    """Any component name (", ", " and ", " in ", braces) and any markets: the sentence is found,
+    and what is found rebuilds exactly the stored words, so a translation says the same."""
+    chosen = tuple(sorted(markets))
+    body = texts.default_sentence(status, kind, name, texts.market_list(chosen))
+    found = texts.recognise(body, status, name, {*chosen, *extra})
+    assert found is not None
+    again = texts.default_sentence(status, found[0], name, texts.market_list(found[1]))
+    assert again == body and found[1] == chosen

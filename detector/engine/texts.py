@@ -87,16 +87,19 @@ def recognise(
     if status not in DEFAULT_PUBLIC:
         return None
     codes = {country(code): code for code in markets}
+    mark = "\0"  # where the market list goes: a mark neither the body nor the name holds
+    while mark in body or mark in name:
+        mark += "\0"
     for kind in ACTIVITIES:
         if body == default_sentence(status, kind, name, ""):
             return kind, ()
-        head, _, tail = default_sentence(status, kind, name, "\0").partition("\0")
-        if not (body.startswith(head) and body.endswith(tail)):
+        head, _, tail = default_sentence(status, kind, name, mark).partition(mark)
+        if len(body) <= len(head) + len(tail):
             continue
         listed = body[len(head) : len(body) - len(tail)]
         first, _, last = listed.rpartition(" and ")
         found = tuple(codes.get(item, "") for item in [*first.split(", "), last] if item)
-        if found and all(found) and market_list(found) == listed:
+        if all(found) and default_sentence(status, kind, name, market_list(found)) == body:
             return kind, found
     return None
 
