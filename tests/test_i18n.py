@@ -9,11 +9,12 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from detector.model import ComponentStatus, IncidentStatus
+from detector.model import ComponentStatus
 from detector.web import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = [("detector/web/**.py", "python"), ("detector/web/templates/**.html", "jinja2")]
+METHODS += [("detector/engine/texts.py", "python")]  # the default sentences: babel.cfg
 KEYWORDS = {"_": None, "gettext": None, "N_": None}
 
 
@@ -33,8 +34,8 @@ def catalog(lang: str) -> dict[str, str]:
 def test_extraction_sees_the_page_the_sentences_and_the_labels() -> None:
     messages = extracted()
     assert len(messages) > 50
-    assert {"Open incidents", "Major outage", "creating labels"} <= messages
-    assert "We are investigating %(problems)s%(where)s." in messages
+    assert {"Open incidents", "Major outage", "creating labels with {name}"} <= messages
+    assert "We are investigating problems {activity}." in messages
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
@@ -100,55 +101,7 @@ def test_markets_as_country_names_in_the_language() -> None:
     assert i18n.language_name("es") == "Español"
 
 
-INVESTIGATING, IDENTIFIED = IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED
-MONITORING, RESOLVED = IncidentStatus.MONITORING, IncidentStatus.RESOLVED
-
-
-@pytest.mark.parametrize(
-    ("lang", "status", "cause", "markets", "sentence"),
-    [
-        ("en", INVESTIGATING, "sustained", ("DE",),
-         "We are investigating problems creating labels with DHL in Germany."),
-        ("en", IDENTIFIED, "deploy", ("DE", "NL"),
-         "A recent change on our side caused problems creating labels with DHL in Germany and "
-         "Netherlands."),
-        ("en", IDENTIFIED, "sustained", (),
-         "We have identified the cause of the problems creating labels with DHL."),
-        ("en", MONITORING, "sustained", (),
-         "A fix is in place for the problems creating labels with DHL; we are monitoring."),
-        ("en", RESOLVED, "sustained", ("DE",),
-         "The problems creating labels with DHL in Germany have been resolved."),
-        ("es", INVESTIGATING, "sustained", ("DE",),
-         "Estamos investigando problemas al crear etiquetas con DHL en Alemania."),
-        ("es", IDENTIFIED, "deploy", (),
-         "Un cambio reciente por nuestra parte ha causado problemas al crear etiquetas con DHL."),
-        ("de", INVESTIGATING, "sustained", ("NL",),
-         "Wir untersuchen Probleme beim Erstellen von Etiketten mit DHL in Niederlande."),
-        ("nl", RESOLVED, "sustained", (),
-         "De problemen bij het aanmaken van labels met DHL zijn opgelost."),
-        ("fr", IDENTIFIED, "sustained", (),
-         "Nous avons identifié la cause des problèmes pour créer des étiquettes avec DHL."),
-        ("it", MONITORING, "sustained", ("IT",),
-         "È stata applicata una correzione per i problemi a creare etichette con DHL in Italia; "
-         "stiamo monitorando."),
-    ],
-)  # fmt: skip
-def test_default_sentences(
-    lang: str, status: IncidentStatus, cause: str, markets: tuple[str, ...], sentence: str
-) -> None:
-    made = i18n.default_sentence(lang, status, "DHL", "creating labels", markets, cause)  # type: ignore[arg-type]
-    assert made == sentence
-
-
-@pytest.mark.parametrize("lang", i18n.LANGUAGES)
-@pytest.mark.parametrize("action", [*i18n.ACTIONS, "", "doing something new"])
-def test_every_sentence_renders_in_every_language(lang: str, action: str) -> None:
-    for status in IncidentStatus:
-        for cause in ("sustained", "deploy"):
-            made = i18n.default_sentence(lang, status, "UPS", action, ("BE",), cause)
-            assert "UPS" in made and "%" not in made and made.endswith(".")
-    no_action = i18n.default_sentence("en", RESOLVED, "UPS", "", (), "sustained")
-    assert no_action == "The problems with UPS have been resolved."
+# The default sentences in each language: tests/test_i18n_sentences.py
 
 
 def test_page_language_in_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

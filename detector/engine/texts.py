@@ -9,43 +9,104 @@ every update for on-call only.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from detector.engine.series import Series
 from detector.model import PUBLIC_FIELDS, Deploy, IncidentStatus, Rule
 from detector.timeutil import format_duration, format_time
 
-# The EU markets plus GB and US, in English; unknown codes are shown as they are.
+
+def N_(message: str) -> str:
+    """Marks an English template for the page's catalogs (`make catalogs` extracts it): the
+    msgid is the template itself, so one edit here changes the stored text and the page's."""
+    return message
+
+
+# The EU markets plus GB and US as Babel's (CLDR) English names, which the page uses for the
+# other languages (tests/test_i18n_sentences.py checks they agree); unknown codes stay as they
+# are. A table, not Babel itself: Babel reads its locale data from files, the engine does no I/O.
 COUNTRIES = {
     "AT": "Austria", "BE": "Belgium", "BG": "Bulgaria", "HR": "Croatia", "CY": "Cyprus",
     "CZ": "Czechia", "DK": "Denmark", "EE": "Estonia", "FI": "Finland", "FR": "France",
     "DE": "Germany", "GR": "Greece", "HU": "Hungary", "IE": "Ireland", "IT": "Italy",
     "LV": "Latvia", "LT": "Lithuania", "LU": "Luxembourg", "MT": "Malta",
-    "NL": "the Netherlands", "PL": "Poland", "PT": "Portugal", "RO": "Romania",
+    "NL": "Netherlands", "PL": "Poland", "PT": "Portugal", "RO": "Romania",
     "SK": "Slovakia", "SI": "Slovenia", "ES": "Spain", "SE": "Sweden",
-    "GB": "the United Kingdom", "US": "the United States",
+    "GB": "United Kingdom", "US": "United States",
 }  # fmt: skip
 
-# What users feel, by the probe kind a rule watches.
+# What users feel, by the probe kind a rule watches; another kind reads as "http".
 ACTIVITIES = {
-    "label_creation": "creating labels with {name}",
-    "order_import": "importing orders from {name}",
-    "tracking": "getting tracking updates from {name}",
-    "http": "using {name}",
+    "label_creation": N_("creating labels with {name}"),
+    "order_import": N_("importing orders from {name}"),
+    "tracking": N_("getting tracking updates from {name}"),
+    "http": N_("using {name}"),
 }
+IN_MARKETS = N_("{activity} in {market_list}")
 DEFAULT_PUBLIC = {
-    IncidentStatus.INVESTIGATING: "We are investigating problems {activity}.",
-    IncidentStatus.IDENTIFIED: (
+    IncidentStatus.INVESTIGATING: N_("We are investigating problems {activity}."),
+    IncidentStatus.IDENTIFIED: N_(
         "A recent change on our side caused problems {activity}. We are working on a fix."
     ),
-    IncidentStatus.MONITORING: "{Activity} works again. We are monitoring the results.",
-    IncidentStatus.RESOLVED: "This incident has been resolved: {activity} works normally again.",
+    IncidentStatus.MONITORING: N_("{Activity} works again. We are monitoring the results."),
+    IncidentStatus.RESOLVED: N_(
+        "This incident has been resolved: {activity} works normally again."
+    ),
 }
+
+
+def _same(message: str) -> str:
+    return message
+
+
+def default_sentence(
+    status: IncidentStatus,
+    kind: str,
+    name: str,
+    markets_text: str,
+    translate: Callable[[str], str] = _same,
+) -> str:
+    """The default public sentence for `status`, in English, or through `translate` (the page's
+    gettext) in another language; `markets_text` is the market list already in that language.
+    A translation with a field the template lacks raises KeyError (the page then shows the
+    stored English)."""
+    activity = translate(ACTIVITIES.get(kind, ACTIVITIES["http"])).format(name=name)
+    if markets_text:
+        activity = translate(IN_MARKETS).format(activity=activity, market_list=markets_text)
+    capital = activity[:1].upper() + activity[1:]
+    return translate(DEFAULT_PUBLIC[status]).format(activity=activity, Activity=capital)
+
+
+def recognise(
+    body: str, status: IncidentStatus, name: str, markets: Iterable[str]
+) -> tuple[str, tuple[str, ...]] | None:
+    """The (kind, markets) whose English default sentence for `status` is exactly `body`, with
+    markets among `markets` (an incident's markets only grow, so any update's are among the
+    incident's); None for a rule's own text or an on-call's. How the page knows which stored
+    bodies it may show translated, without storing more than the text."""
+    if status not in DEFAULT_PUBLIC:
+        return None
+    codes = {country(code): code for code in markets}
+    mark = "\0"  # where the market list goes: a mark neither the body nor the name holds
+    while mark in body or mark in name:
+        mark += "\0"
+    for kind in ACTIVITIES:
+        if body == default_sentence(status, kind, name, ""):
+            return kind, ()
+        head, _, tail = default_sentence(status, kind, name, mark).partition(mark)
+        if len(body) <= len(head) + len(tail):
+            continue
+        listed = body[len(head) : len(body) - len(tail)]
+        first, _, last = listed.rpartition(" and ")
+        found = tuple(codes.get(item, "") for item in [*first.split(", "), last] if item)
+        if all(found) and default_sentence(status, kind, name, market_list(found)) == body:
+            return kind, found
+    return None
 
 
 # One sample per public field: a template accepted by check_template cannot fail later.
 _SAMPLE = {"component_name": "DHL", "markets": " (DE, NL)"}
-_SAMPLE |= {"market_list": "Germany and the Netherlands"}
+_SAMPLE |= {"market_list": "Germany and Netherlands"}
 
 
 def check_template(text: str) -> None:
@@ -74,7 +135,7 @@ def country(code: str) -> str:
 
 
 def market_list(markets: Iterable[str]) -> str:
-    """`Germany`, `Germany and the Netherlands`, `Austria, Germany and France`."""
+    """`Germany`, `Germany and Netherlands`, `Austria, Germany and France`."""
     names = [country(code) for code in markets]
     if len(names) <= 1:
         return names[0] if names else ""
@@ -115,13 +176,8 @@ class Texts:
             template = rule.message
         if template is not None:
             return template.format(**fields)
-        activity = ACTIVITIES.get(rule.match.kind or "", "using {name}").format(
-            name=fields["component_name"]
-        )
-        if markets:
-            activity += f" in {fields['market_list']}"
-        sentence = DEFAULT_PUBLIC[status]
-        return sentence.format(activity=activity, Activity=activity[:1].upper() + activity[1:])
+        name, listed = fields["component_name"], fields["market_list"]
+        return default_sentence(status, rule.match.kind or "", name, listed)
 
     # ------------------------------------------------------------------ evidence
 

@@ -1,7 +1,8 @@
 """`/history.atom` and `/history.rss`: the incidents, newest first, built with feedgen.
 
 Each entry is one incident: its title, a link to its page, and its public timeline as text
-(newest first). Only public text: public updates' bodies, never evidence.
+(newest first). Only public text: public updates' bodies (default sentences in the feed's
+language), never evidence.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ def _moment(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch if in_range(epoch) else 0.0, tz=UTC)
 
 
-def _summary(incident: Incident, lang: str) -> str:
+def _summary(incident: Incident, lang: str, name: str | None) -> str:
     _ = i18n.translations(lang).gettext
     lines = []
     for update in public_updates(incident):
         label = _(i18n.INCIDENT_STATUS_LABELS[update.status])
         stamp = _moment(update.at).strftime("%Y-%m-%d %H:%M UTC")
-        lines.append(f"{label} ({stamp}): {update.body}")
+        body = i18n.public_body(incident, update, name, lang)
+        lines.append(f"{label} ({stamp}): {body}")
     return "\n".join(lines) or _(i18n.INCIDENT_STATUS_LABELS[incident.status])
 
 
@@ -40,6 +42,7 @@ def render_feed(
 ) -> bytes:
     """The feed document (UTF-8 XML) for `incidents`, newest first."""
     _ = i18n.translations(lang).gettext
+    names = {record.id: record.name for record in snapshot.components}
     feed = FeedGenerator()
     feed.id(f"{base_url}/history")
     feed.title(f"{snapshot.page.name}: {_('Incident history')}")
@@ -59,6 +62,6 @@ def render_feed(
         entry.link(href=url)
         entry.published(_moment(incident.opened_at))
         entry.updated(_moment(incident_updated_at(incident)))
-        entry.description(_summary(incident, lang))
+        entry.description(_summary(incident, lang, names.get(incident.component)))
     document: bytes = feed.atom_str(pretty=True) if kind == "atom" else feed.rss_str(pretty=True)
     return document

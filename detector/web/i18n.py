@@ -1,5 +1,6 @@
 """The page's languages: gettext catalogs read with Babel at start, the language a request
-gets, country names for market codes, and the default public incident sentences.
+gets, country names for market codes, and the engine's default public incident sentences
+shown in the page's language (their msgids are detector/engine/texts.py's English templates).
 
 Catalogs are the standard `.po` files under `translations/<lang>/LC_MESSAGES/messages.po`;
 they are compiled in memory on first use, so no build step and no `.mo` file is needed.
@@ -21,7 +22,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from detector.model import Cause, ComponentStatus, IncidentStatus
+from detector.engine import texts
+from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUpdate
 
 LANGUAGES = ("en", "es", "nl", "de", "fr", "it")
 DEFAULT_LANGUAGE = "en"
@@ -62,14 +64,6 @@ INDICATOR_LABELS = {
     "critical": N_("Major Service Outage"),
     "maintenance": N_("Service Under Maintenance"),
 }
-# What a shop owner was doing when it failed, as in "problems creating labels with DHL".
-ACTIONS = (
-    N_("creating labels"),
-    N_("importing orders"),
-    N_("tracking updates"),
-    N_("using the API"),
-    N_("using the panel"),
-)
 
 
 @functools.cache
@@ -132,35 +126,32 @@ def language_name(lang: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def default_sentence(
-    lang: str,
-    status: IncidentStatus,
-    component_name: str,
-    action: str,
-    markets: Sequence[str],
-    cause: Cause,
+@functools.lru_cache(maxsize=4096)
+def _sentence(
+    body: str, status: IncidentStatus, names: tuple[str, ...], markets: tuple[str, ...], lang: str
 ) -> str:
-    """The public sentence an incident update gets when its rule has none for `status`, e.g.
-    "We are investigating problems creating labels with DHL in Germany." `action` is one of
-    ACTIONS (another phrase is used as it is; "" leaves it out)."""
-    _ = translations(lang).gettext
-    if action:
-        problems = _("problems %(action)s with %(component)s") % {
-            "action": _(action),
-            "component": component_name,
-        }
-    else:
-        problems = _("problems with %(component)s") % {"component": component_name}
-    where = ""
-    if markets:
-        where = _(" in %(markets)s") % {"markets": markets_text(markets, lang)}
-    words = {"problems": problems, "where": where}
-    if status is IncidentStatus.INVESTIGATING:
-        return _("We are investigating %(problems)s%(where)s.") % words
-    if status is IncidentStatus.IDENTIFIED and cause == "deploy":
-        return _("A recent change on our side caused %(problems)s%(where)s.") % words
-    if status is IncidentStatus.IDENTIFIED:
-        return _("We have identified the cause of the %(problems)s%(where)s.") % words
-    if status is IncidentStatus.MONITORING:
-        return _("A fix is in place for the %(problems)s%(where)s; we are monitoring.") % words
-    return _("The %(problems)s%(where)s have been resolved.") % words
+    for name in names:
+        found = texts.recognise(body, status, name, markets)
+        if found is None:
+            continue
+        kind, listed = found
+        gettext = translations(lang).gettext
+        try:
+            return texts.default_sentence(status, kind, name, markets_text(listed, lang), gettext)
+        except (KeyError, IndexError, ValueError):  # a broken translation: the stored English
+            return body
+    return body
+
+
+def public_body(incident: Incident, update: IncidentUpdate, name: str | None, lang: str) -> str:
+    """What the page shows of `update`: the stored body, except that the engine's own default
+    sentence (recognised by texts.recognise: same words for the update's status, the incident's
+    component and some of its markets) is shown in `lang`. A rule's own text and an on-call's
+    are shown as written; English is always the stored text. `name` is the component's display
+    name; the engine falls back to the last part of the id, so that is tried too."""
+    if lang == DEFAULT_LANGUAGE or not update.body:
+        return update.body
+    names = (name or "", incident.component.rsplit("/", 1)[-1])
+    return _sentence(
+        update.body, update.status, tuple(n for n in names if n), incident.markets, lang
+    )

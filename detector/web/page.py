@@ -4,7 +4,8 @@ HTML5 from jinja2 templates (autoescaped), no JavaScript, in the reader's langua
 Colour is never the only signal: each status also has a text label, history bars carry a
 text alternative and a hatch for any day that was not all operational. Times are shown in
 UTC. The page reloads itself every 60 s with a meta refresh, which needs no script.
-Only public text is shown: public updates' bodies, never evidence.
+Only public text is shown: public updates' bodies (the engine's default sentences in the
+reader's language, i18n.public_body), never evidence.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def environment(lang: str) -> Environment:
         percent=lambda value: format_percent(value, "#,##0.00%", locale=lang),
         when=when,
         public_updates=public_updates,
+        body_of=lambda item, update, names: i18n.public_body(
+            item, update, names.get(item.component), lang
+        ),
         names_of=_names_of,
     )
     return env

@@ -143,8 +143,14 @@ class Site:
     def feed(self, kind: FeedKind) -> Callable[[web.Request], asyncio.Future[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
             lang, page, now = self._lang(request), self._page_info(request), self.clock.now()
-            incidents = await self._read(lambda: self.store.list_incidents(limit=FEED_LIMIT))
-            body = render_feed(Snapshot(page, now), incidents, page.url, kind, lang)
+
+            def read() -> tuple[Snapshot, list[Incident]]:
+                # the components' names let the feed show default sentences translated
+                components = self.store.list_components()
+                return Snapshot(page, now, components), self.store.list_incidents(limit=FEED_LIMIT)
+
+            snapshot, incidents = await self._read(read)
+            body = render_feed(snapshot, incidents, page.url, kind, lang)
             response = web.Response(body=body, content_type=FEED_TYPES[kind], charset="utf-8")
             response.headers["Vary"] = "Accept-Language"
             return response
