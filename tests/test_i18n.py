@@ -94,7 +94,7 @@ def test_language_choice(query: str | None, accept: str | None, default: str, ch
 
 
 def test_markets_as_country_names_in_the_language() -> None:
-    assert i18n.markets_text(("DE", "NL"), "en") == "Germany and Netherlands"
+    assert i18n.markets_text(("DE", "NL"), "en") == "Germany and the Netherlands"
     assert i18n.markets_text(("DE", "NL"), "es") == "Alemania y Países Bajos"
     assert i18n.markets_text(("de",), "fr") == "Allemagne"
     assert i18n.country_name("ZZZ", "de") == "ZZZ"  # a code Babel does not know stays

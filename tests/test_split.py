@@ -70,7 +70,7 @@ def test_a_market_joining_is_a_public_update_and_joins_the_title() -> None:
     assert incident.title == "dhl: label creation failing (DE, NL)"
     joined = updates(driver)[0].update
     assert joined.public and joined.evidence.startswith("joined: NL; ")
-    assert joined.body.endswith("in Germany and Netherlands.")
+    assert joined.body.endswith("in Germany and the Netherlands.")
     assert len(opened(driver)) == 1
 
 

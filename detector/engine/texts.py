@@ -30,9 +30,9 @@ COUNTRIES = {
     "CZ": "Czechia", "DK": "Denmark", "EE": "Estonia", "FI": "Finland", "FR": "France",
     "DE": "Germany", "GR": "Greece", "HU": "Hungary", "IE": "Ireland", "IT": "Italy",
     "LV": "Latvia", "LT": "Lithuania", "LU": "Luxembourg", "MT": "Malta",
-    "NL": "Netherlands", "PL": "Poland", "PT": "Portugal", "RO": "Romania",
+    "NL": "the Netherlands", "PL": "Poland", "PT": "Portugal", "RO": "Romania",
     "SK": "Slovakia", "SI": "Slovenia", "ES": "Spain", "SE": "Sweden",
-    "GB": "United Kingdom", "US": "United States",
+    "GB": "the United Kingdom", "US": "the United States",
 }  # fmt: skip
 
 # What users feel, by the probe kind a rule watches; another kind reads as "http".
@@ -106,7 +106,7 @@ def recognise(
 
 # One sample per public field: a template accepted by check_template cannot fail later.
 _SAMPLE = {"component_name": "DHL", "markets": " (DE, NL)"}
-_SAMPLE |= {"market_list": "Germany and Netherlands"}
+_SAMPLE |= {"market_list": "Germany and the Netherlands"}
 
 
 def check_template(text: str) -> None:
@@ -135,7 +135,7 @@ def country(code: str) -> str:
 
 
 def market_list(markets: Iterable[str]) -> str:
-    """`Germany`, `Germany and Netherlands`, `Austria, Germany and France`."""
+    """`Germany`, `Germany and the Netherlands`, `Austria, Germany and France`."""
     names = [country(code) for code in markets]
     if len(names) <= 1:
         return names[0] if names else ""

@@ -106,7 +106,11 @@ def choose_language(query: str | None, accept_language: str | None, default: str
 
 
 def country_name(code: str, lang: str) -> str:
-    """`DE` -> "Germany" / "Alemania"; a code Babel does not know stays as it is."""
+    """`DE` -> "Germany" / "Alemania"; a code Babel does not know stays as it is. English
+    uses the engine's names (Babel's plus "the" where English needs it: "the Netherlands"),
+    so the page reads exactly like the stored sentence."""
+    if lang == DEFAULT_LANGUAGE:
+        return texts.country(code.upper())
     try:
         locale = Locale.parse(lang)
     except (ValueError, UnknownLocaleError):
@@ -115,7 +119,7 @@ def country_name(code: str, lang: str) -> str:
 
 
 def markets_text(markets: Sequence[str], lang: str) -> str:
-    """("DE", "NL") -> "Germany and Netherlands" in the language's own list style."""
+    """("DE", "NL") -> "Germany and the Netherlands" in the language's own list style."""
     names = [country_name(code, lang) for code in markets]
     return format_list(names, locale=lang) if names else ""
 
