@@ -38,7 +38,7 @@ from detector.selfcheck import SelfCheck
 from detector.settings import Settings
 from detector.store import open_store
 from detector.store.base import Store, StoreError
-from detector.web.app import make_app
+from detector.web.app import SNAPSHOTS, make_app
 from detector.web.server import Limits, start_server
 from probes.base import ProbeSpec, run_probe, trace_config
 
@@ -213,6 +213,7 @@ class Daemon:
             page_url=settings.page_url,
             page_language=settings.page_language,
         )
+        self._pipeline().committed.append(app[SNAPSHOTS].invalidate)  # readers see each commit
         limits = Limits(
             header_timeout=settings.header_timeout, max_connections=settings.max_connections
         )

@@ -57,6 +57,7 @@ class Pipeline:
         # One decision at a time: evaluations and manual updates both change the engine.
         self.lock = asyncio.Lock()
         self._saved_statuses: dict[str, ComponentStatus] = {}
+        self.committed: list[Callable[[], None]] = []  # called after each commit that wrote
 
     def observe(self, result: ProbeResult) -> None:
         """A finished probe run: counted, judged later, written with the next flush."""
@@ -127,6 +128,8 @@ class Pipeline:
         del self.pending[: len(pending)]
         engine.changed = False
         self._saved_statuses = statuses
+        for callback in self.committed:
+            callback()
 
     def account(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:

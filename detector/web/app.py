@@ -22,14 +22,17 @@ from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
 from detector.web import statuspage
+from detector.web.i18n import choose_language
 from detector.web.page import HISTORY_SECONDS
 from detector.web.site import Site
+from detector.web.snapshot import DEFAULT_MAX_AGE, Key, Snapshots
 from detector.web.write import ApiError, Control, WriteApi, json_response
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IncidentsWanted = Literal["none", "unresolved", "recent", "page"]
+SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 
 
 # ---------------------------------------------------------------------------- the app
@@ -66,7 +69,15 @@ class _Api:
             response = json_response({"error": "internal error"}, 500)
         if request.path.startswith("/api/v2/"):
             response.headers["Access-Control-Allow-Origin"] = "*"
+        if request.method not in ("GET", "HEAD") and response.status < 400:
+            request.app[SNAPSHOTS].invalidate()  # an accepted write changes what readers see
         return response
+
+    async def next_boundary(self, now: float) -> float | None:
+        """When a maintenance window next starts or ends: the public view changes then."""
+        maintenances = await asyncio.to_thread(self.store.list_maintenances, ending_after=now)
+        times = [t for m in maintenances for t in (m.start, m.end) if t > now]
+        return min(times, default=None)
 
     async def read_store(
         self, request: web.Request, incidents: IncidentsWanted, maintenances_after: float | None
@@ -182,6 +193,7 @@ def make_app(
     page_url: str = "",
     page_id: str = "detector",
     page_language: str = "en",
+    snapshot_max_age: float = DEFAULT_MAX_AGE,
 ) -> web.Application:
     """The one aiohttp application. `page_url` is the public base URL of the status page
     (for Statuspage `url` and incident `shortlink`); empty means the request's own host."""
@@ -196,8 +208,23 @@ def make_app(
     writes = WriteApi(store, control, clock, token or None, max_body_bytes)
     app = web.Application(middlewares=[api.errors], client_max_size=max_body_bytes)
     app.on_response_prepare.append(_security_headers)
+    # Readers get snapshots (app[SNAPSHOTS]); the daemon invalidates them after each commit.
+    snapshots = app[SNAPSHOTS] = Snapshots(
+        clock, max_age=snapshot_max_age, boundary=api.next_boundary
+    )
+
+    def json_key(request: web.Request) -> Key:
+        return (request.path, "" if page.url else f"{request.scheme}://{request.host}")
+
+    def page_key(request: web.Request) -> Key:
+        accept = request.headers.get("Accept-Language")
+        return (
+            *json_key(request),
+            choose_language(request.query.get("lang"), accept, site.language),
+        )
+
     public = [
-        web.get(f"/api/v2/{path}", api.public(build, incidents, history))
+        web.get(f"/api/v2/{path}", snapshots.serve(json_key, api.public(build, incidents, history)))
         for path, build, incidents, history in _PUBLIC
     ]
     app.router.add_routes(
@@ -205,7 +232,7 @@ def make_app(
             web.get("/metrics", api.metrics_page),
             web.get("/healthz", api.healthz),
             web.get("/readyz", api.readyz),
-            web.get("/", site.index),
+            web.get("/", snapshots.serve(page_key, site.index)),
             web.get("/history", site.history),
             web.get("/history.atom", site.feed("atom")),
             web.get("/history.rss", site.feed("rss")),

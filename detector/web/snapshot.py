@@ -1,0 +1,168 @@
+"""Snapshots of the public read path: `/` and `/api/v2/*.json` rendered once and served to
+every reader until something changes, because the page is read hardest during an outage.
+
+A snapshot is the body of one response (plain and gzip-compressed), its ETag and content
+type, keyed by path, language and base URL. It is dropped when the pipeline commits, a write
+is accepted, or the config is reloaded (`invalidate`), when a maintenance window starts or
+ends (`valid_until`), and in any case after `max_age` seconds (times and "updated_at" move
+on). Concurrent readers of a missing snapshot wait for one rebuild instead of each doing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from detector.clock import Clock
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Key = tuple[str, ...]
+DEFAULT_MAX_AGE = 5.0  # seconds a snapshot lives without a change; also Cache-Control max-age
+_KEPT_HEADERS = ("Content-Type", "Content-Language", "Vary")
+_MAX_SNAPSHOTS = 256  # languages x paths x hosts; beyond this (odd Host headers) start over
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    gzipped: bytes
+    etag: str
+    headers: tuple[tuple[str, str], ...]
+    generation: int
+    valid_until: float
+
+
+class Snapshots:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        boundary: Callable[[float], Awaitable[float | None]] | None = None,
+    ) -> None:
+        """`boundary(now)`: the next time the public view changes by itself (a maintenance
+        window starting or ending), or None."""
+        self.clock = clock
+        self.max_age = max_age
+        self.boundary = boundary
+        self.generation = 0
+        self.builds = 0  # how many responses were rendered (tests and the bench read it)
+        self._kept: dict[Key, Rendered] = {}
+        self._building: dict[Key, asyncio.Future[Rendered]] = {}
+
+    def invalidate(self) -> None:
+        """Something public changed: the next reader renders afresh."""
+        self.generation += 1
+        self._kept.clear()
+
+    def _fresh(self, rendered: Rendered | None) -> bool:
+        return (
+            rendered is not None
+            and rendered.generation == self.generation
+            and self.clock.now() < rendered.valid_until
+        )
+
+    async def get(self, key: Key, request: web.Request, handler: Handler) -> Rendered:
+        rendered = self._kept.get(key)
+        if rendered is not None and self._fresh(rendered):
+            return rendered
+        pending = self._building.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            rendered = await self._build(request, handler)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            del self._building[key]
+        future.set_result(rendered)
+        if rendered.generation == self.generation:  # not invalidated while rendering
+            if len(self._kept) >= _MAX_SNAPSHOTS:
+                self._kept.clear()
+            self._kept[key] = rendered
+        return rendered
+
+    async def _build(self, request: web.Request, handler: Handler) -> Rendered:
+        generation, now = self.generation, self.clock.now()
+        response = await handler(request)
+        if not isinstance(response, web.Response) or response.status != 200:
+            raise _NotCacheable(request, response)
+        body = bytes(response.body or b"")  # type: ignore[arg-type]
+        headers = tuple(
+            (name, response.headers[name]) for name in _KEPT_HEADERS if name in response.headers
+        )
+        valid_until = now + self.max_age
+        if self.boundary is not None:
+            upcoming = await self.boundary(now)
+            if upcoming is not None and upcoming > now:
+                valid_until = min(valid_until, upcoming)
+        self.builds += 1
+        gzipped = await asyncio.to_thread(gzip.compress, body, 6, mtime=0)
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        return Rendered(body, gzipped, etag, headers, generation, valid_until)
+
+    def serve(self, key_of: Callable[[web.Request], Key], handler: Handler) -> Handler:
+        """The handler, served from snapshots: ETag/If-None-Match, Cache-Control, gzip."""
+
+        async def cached(request: web.Request) -> web.StreamResponse:
+            try:
+                rendered = await self.get(key_of(request), request, handler)
+            except _NotCacheable as exc:
+                if exc.request is request:
+                    return exc.response
+                return await handler(request)  # a waiter: its own response, uncached
+            return respond(rendered, request, self.max_age)
+
+        return cached
+
+
+class _NotCacheable(Exception):
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        super().__init__("not cacheable")
+        self.request, self.response = request, response
+
+
+def respond(rendered: Rendered, request: web.Request, max_age: float) -> web.Response:
+    headers = {
+        **dict(rendered.headers),
+        "ETag": rendered.etag,
+        "Cache-Control": f"public, max-age={max(1, int(max_age))}",
+    }
+    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    headers["Vary"] = ", ".join([*vary, "Accept-Encoding"])
+    if _matches(request.headers.get("If-None-Match", ""), rendered.etag):
+        headers.pop("Content-Type", None)
+        return web.Response(status=304, headers=headers)
+    if _accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=rendered.gzipped, headers=headers)
+    return web.Response(body=rendered.body, headers=headers)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip()
+            try:
+                return not q or float(q) > 0
+            except ValueError:
+                return False
+    return False
