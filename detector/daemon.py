@@ -213,7 +213,7 @@ class Daemon:
             page_url=settings.page_url,
             page_language=settings.page_language,
         )
-        self._pipeline().committed.append(app[SNAPSHOTS].invalidate)  # readers see each commit
+        self._pipeline().committed.append(app[SNAPSHOTS].refresh)  # readers see each commit
         limits = Limits(
             header_timeout=settings.header_timeout, max_connections=settings.max_connections
         )

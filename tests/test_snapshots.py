@@ -90,11 +90,17 @@ async def test_a_maintenance_boundary_renders_afresh(
 async def test_snapshots_expire_after_max_age_and_on_invalidate(
     client: Client, store: SqlStore, clock: ManualClock
 ) -> None:
-    await client.get(SUMMARY)
+    snapshots = client.app[SNAPSHOTS]
+    first = await client.get(SUMMARY)
     rendered = builds(client)
-    clock.advance(client.app[SNAPSHOTS].max_age + 0.1)
-    await client.get(SUMMARY)
+    clock.advance(snapshots.max_age + 0.1)  # aged: served as it is while it renders afresh
+    aged = await client.get(SUMMARY)
+    assert aged.headers["ETag"] == first.headers["ETag"]
+    await snapshots.settled()
     assert builds(client) == rendered + 1
+    clock.advance(3 * snapshots.max_age)  # too old to serve: the reader waits for a new one
+    await client.get(SUMMARY)
+    assert builds(client) == rendered + 2
     commit(store, open_incident())
     stale = await (await client.get(SUMMARY)).json()
     assert stale["incidents"] == []  # the daemon invalidates on commit; nothing did here
@@ -119,3 +125,32 @@ async def test_a_crowd_waits_for_one_rendering(client: Client) -> None:
     responses = await asyncio.gather(*(client.get(SUMMARY) for _ in range(30)))
     assert {response.status for response in responses} == {200}
     assert builds(client) == rendered + 1
+
+
+async def test_an_aged_snapshot_is_rendered_again_once_under_a_crowd(
+    client: Client, clock: ManualClock
+) -> None:
+    snapshots = client.app[SNAPSHOTS]
+    first = await client.get(SUMMARY)
+    rendered = builds(client)
+    clock.advance(snapshots.max_age + 0.1)
+    responses = await asyncio.gather(*(client.get(SUMMARY) for _ in range(30)))
+    assert {response.headers["ETag"] for response in responses} <= {first.headers["ETag"]} | {
+        responses[-1].headers["ETag"]
+    }
+    await snapshots.settled()
+    assert builds(client) == rendered + 1
+
+
+async def test_a_refresh_serves_the_current_snapshot_while_one_renders(
+    client: Client, store: SqlStore
+) -> None:
+    snapshots = client.app[SNAPSHOTS]
+    await client.get(SUMMARY)
+    commit(store, open_incident())
+    snapshots.refresh()  # what the daemon does after the pipeline commits
+    during = await (await client.get(SUMMARY)).json()
+    assert during["incidents"] == []  # the crowd did not wait
+    await snapshots.settled()
+    after = await (await client.get(SUMMARY)).json()
+    assert [i["id"] for i in after["incidents"]] == ["inc-1"]

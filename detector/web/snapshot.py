@@ -16,10 +16,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import structlog
 from aiohttp import web
 
 from detector.clock import Clock
 
+log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Key = tuple[str, ...]
 DEFAULT_MAX_AGE = 5.0  # seconds a snapshot lives without a change; also Cache-Control max-age
@@ -34,7 +36,9 @@ class Rendered:
     etag: str
     headers: tuple[tuple[str, str], ...]
     generation: int
+    started: int  # the rendering's sequence number: later than a refresh() means current
     valid_until: float
+    at_boundary: bool  # valid_until is a maintenance boundary, not just max_age
 
 
 class Snapshots:
@@ -51,31 +55,70 @@ class Snapshots:
         self.max_age = max_age
         self.boundary = boundary
         self.generation = 0
+        self._sequence = 0
+        self._refreshed_at = 0  # renderings started up to this sequence number are aged
         self.builds = 0  # how many responses were rendered (tests and the bench read it)
         self._kept: dict[Key, Rendered] = {}
         self._building: dict[Key, asyncio.Future[Rendered]] = {}
+        self._refreshing: set[asyncio.Task[Rendered]] = set()
 
     def invalidate(self) -> None:
-        """Something public changed: the next reader renders afresh."""
+        """Something public changed: the next reader renders afresh (after a write, so the
+        writer reads what it wrote)."""
         self.generation += 1
         self._kept.clear()
 
-    def _fresh(self, rendered: Rendered | None) -> bool:
+    def refresh(self) -> None:
+        """Something public changed, and a reader may see it a rendering later (the pipeline's
+        commits): the crowd keeps getting the current snapshot while one reader renders."""
+        self._refreshed_at = self._sequence
+
+    async def settled(self) -> None:
+        """Waits for the renderings running in the background (tests, shutdown)."""
+        await asyncio.gather(*self._refreshing, return_exceptions=True)
+
+    def _fresh(self, rendered: Rendered) -> bool:
         return (
-            rendered is not None
-            and rendered.generation == self.generation
+            rendered.generation == self.generation
+            and rendered.started > self._refreshed_at
             and self.clock.now() < rendered.valid_until
         )
+
+    def _servable(self, rendered: Rendered) -> bool:
+        """Aged or refreshed but still fine to serve while a new one renders."""
+        if rendered.started <= self._refreshed_at:
+            return True
+        return not rendered.at_boundary and self.clock.now() < rendered.valid_until + self.max_age
 
     async def get(self, key: Key, request: web.Request, handler: Handler) -> Rendered:
         rendered = self._kept.get(key)
         if rendered is not None and self._fresh(rendered):
             return rendered
         pending = self._building.get(key)
+        if rendered is not None and self._servable(rendered):  # serve it while one renders
+            if pending is None:
+                task = asyncio.create_task(self._rebuild(key, self._claim(key), request, handler))
+                self._refreshing.add(task)
+                task.add_done_callback(self._refreshed)
+            return rendered
         if pending is not None:
             return await asyncio.shield(pending)
+        return await self._rebuild(key, self._claim(key), request, handler)
+
+    def _claim(self, key: Key) -> asyncio.Future[Rendered]:
+        """Marks `key` as being rendered, before anything awaits: one rendering per key."""
         future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
         self._building[key] = future
+        return future
+
+    def _refreshed(self, task: asyncio.Task[Rendered]) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the next reader retries
+            log.warning("snapshot.refresh_failed", error=str(task.exception()))
+
+    async def _rebuild(
+        self, key: Key, future: asyncio.Future[Rendered], request: web.Request, handler: Handler
+    ) -> Rendered:
         try:
             rendered = await self._build(request, handler)
         except Exception as exc:
@@ -96,6 +139,8 @@ class Snapshots:
 
     async def _build(self, request: web.Request, handler: Handler) -> Rendered:
         generation, now = self.generation, self.clock.now()
+        self._sequence += 1
+        started = self._sequence
         response = await handler(request)
         if not isinstance(response, web.Response) or response.status != 200:
             raise _NotCacheable(request, response)
@@ -103,15 +148,15 @@ class Snapshots:
         headers = tuple(
             (name, response.headers[name]) for name in _KEPT_HEADERS if name in response.headers
         )
-        valid_until = now + self.max_age
+        valid_until, at_boundary = now + self.max_age, False
         if self.boundary is not None:
             upcoming = await self.boundary(now)
-            if upcoming is not None and upcoming > now:
-                valid_until = min(valid_until, upcoming)
+            if upcoming is not None and now < upcoming <= valid_until:
+                valid_until, at_boundary = upcoming, True
         self.builds += 1
         gzipped = await asyncio.to_thread(gzip.compress, body, 6, mtime=0)
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-        return Rendered(body, gzipped, etag, headers, generation, valid_until)
+        return Rendered(body, gzipped, etag, headers, generation, started, valid_until, at_boundary)
 
     def serve(self, key_of: Callable[[web.Request], Key], handler: Handler) -> Handler:
         """The handler, served from snapshots: ETag/If-None-Match, Cache-Control, gzip."""
