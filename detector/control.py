@@ -42,6 +42,7 @@ RESTART_ONLY = (
     "page_language",
     "api_token_env",
     "api_token_file",
+    "api_tokens",
     "header_timeout",
     "max_connections",
 )

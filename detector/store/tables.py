@@ -172,6 +172,20 @@ class LeaseRow(StoreTable, table=True):
     expires_at: float = Field(sa_type=Double)
 
 
+class AuditRow(StoreTable, table=True):
+    """One accepted write through the API (`detector.store.audit`)."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    at: float = Field(sa_type=Double, index=True)
+    actor: str = Field(index=True)
+    action: str
+    target: str = ""
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    outcome: str
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, Mapping):
         return dict(value)
@@ -198,6 +212,7 @@ maintenances = _table("maintenances")
 probe_results = _table("probe_results")
 engine_state = _table("engine_state")
 leases = _table("leases")
+audit = _table("audit")
 
 # ----------------------------------------------------------------------- row <-> value
 

@@ -26,7 +26,7 @@ from detector.web.i18n import choose_language
 from detector.web.page import HISTORY_SECONDS
 from detector.web.site import Site
 from detector.web.snapshot import DEFAULT_MAX_AGE, Key, Snapshots
-from detector.web.write import ApiError, Control, WriteApi, json_response
+from detector.web.write import ACTOR, ApiError, Control, WriteApi, json_response
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,15 @@ class _Api:
             response = await handler(request)
         except ApiError as exc:
             response = json_response({"error": exc.message}, exc.status, exc.headers)
+            if request.method not in ("GET", "HEAD"):  # rejected writes: logged, not stored
+                log.info(
+                    "api.write_rejected",
+                    method=request.method,
+                    path=request.path,
+                    actor=request.get(ACTOR),
+                    status=exc.status,
+                    error=exc.message,
+                )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -187,6 +196,7 @@ def make_app(
     metrics: Metrics,
     clock: Clock,
     token: str | None,
+    tokens: Mapping[str, str] | None = None,
     page_name: str = "Status",
     group_names: Mapping[str, str] | None = None,
     max_body_bytes: int = 64 * 1024,
@@ -195,7 +205,8 @@ def make_app(
     page_language: str = "en",
     snapshot_max_age: float = DEFAULT_MAX_AGE,
 ) -> web.Application:
-    """The one aiohttp application. `page_url` is the public base URL of the status page
+    """The one aiohttp application. `tokens` maps names (the audit's actors) to bearer
+    tokens; `token` alone is named "default". `page_url` is the public base URL of the status page
     (for Statuspage `url` and incident `shortlink`); empty means the request's own host."""
     page = statuspage.PageInfo(
         id=page_id,
@@ -205,7 +216,10 @@ def make_app(
     )
     api = _Api(store, control, metrics, clock, page)
     site = Site(store, clock, page, page_language)
-    writes = WriteApi(store, control, clock, token or None, max_body_bytes)
+    named = dict(tokens or {})
+    if token:  # the single-token form: its actor is "default"
+        named.setdefault("default", token)
+    writes = WriteApi(store, control, clock, named, max_body_bytes)
     app = web.Application(middlewares=[api.errors], client_max_size=max_body_bytes)
     app.on_response_prepare.append(_security_headers)
     # Readers get snapshots (app[SNAPSHOTS]); the daemon invalidates them after each commit.

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import secrets
 import uuid
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 
 from detector.clock import Clock
@@ -27,10 +29,13 @@ from detector.model import (
     IncidentUpdate,
     Maintenance,
 )
-from detector.store.base import NotFound, Store
+from detector.store.audit import AuditEntry, auditing
+from detector.store.base import NotFound, Store, StoreError
 from detector.timeutil import TimeFormatError, format_time, parse_time
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+ACTOR = web.RequestKey("actor", str)  # the name of the token a request presented
 
 MANUAL_STATUSES = (IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING, IncidentStatus.RESOLVED)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -166,13 +171,14 @@ class WriteApi:
     store: Store
     control: Control
     clock: Clock
-    token: str | None
+    tokens: Mapping[str, str]  # name -> token; the name is the actor in the audit trail
     max_body_bytes: int
 
     # ------------------------------------------------------------------ plumbing
 
-    def authorize(self, request: web.Request) -> None:
-        if self.token is None:
+    def authorize(self, request: web.Request) -> str:
+        """The name of the token presented; 401/403 otherwise."""
+        if not self.tokens:
             raise ApiError(403, "write API disabled: no API token configured")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
@@ -181,8 +187,36 @@ class WriteApi:
             presented = given.strip().encode()
         except UnicodeEncodeError:
             raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID) from None
-        if not hmac.compare_digest(presented, self.token.encode()):  # constant time
+        actor = None
+        for name, token in self.tokens.items():  # every one compared: time says nothing
+            if hmac.compare_digest(presented, token.encode()):
+                actor = name
+        if actor is None:
             raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID)
+        request[ACTOR] = actor
+        return actor
+
+    async def accepted(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        details: Mapping[str, Any],
+        what: str,
+        call: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Runs an accepted write with its audit record: in the change's own transaction
+        when the change is a store write, else (reload) right after it."""
+        entry = AuditEntry(self.clock.now(), actor, action, target, details)
+        with auditing(entry) as announced:
+            result = await _controlled(what, call())
+        if not announced.written:
+            try:
+                await asyncio.to_thread(self.store.add_audit, entry)
+            except StoreError as exc:  # the change is made: say so, and say what is missing
+                log.error("audit.write_failed", actor=actor, action=action, error=str(exc))
+        log.info("api.write", actor=actor, action=action, target=target)
+        return result
 
     async def read_json(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
         if (request.content_length or 0) > self.max_body_bytes:
@@ -212,17 +246,22 @@ class WriteApi:
     # ------------------------------------------------------------------ operations
 
     async def reload(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         Body(await self.read_json(request, optional=True), ())
-        ok, message = await self.control.reload()
-        if not ok:  # the files on disk are bad input: 422, the old set keeps running
-            return json_response({"error": message}, 422)
+
+        async def reload() -> str:
+            ok, message = await self.control.reload()
+            if not ok:  # the files on disk are bad input: 422, the old set keeps running
+                raise ApiError(422, message)
+            return message
+
+        message = await self.accepted(actor, "reload", "", {}, "reload", reload)
         return json_response({"status": "reloaded", "message": message})
 
     # ------------------------------------------------------------------ writes
 
     async def post_deploy(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         fields = ("id", "service", "version", "components", "bad", "at")
         body = Body(await self.read_json(request), fields)
         deploy_id = (
@@ -237,30 +276,50 @@ class WriteApi:
             raise ApiError(400, "at: more than 30 days in the past")
         await self.check_components(components)
         deploy = Deploy(now if at is None else at, deploy_id, service, version, components, bad)
-        recorded = await _controlled(f"deploy {deploy_id!r}", self.control.record_deploy(deploy))
+        recorded = await self.accepted(
+            actor,
+            "deploy.record",
+            deploy_id,
+            deploy_json(deploy),
+            f"deploy {deploy_id!r}",
+            lambda: self.control.record_deploy(deploy),
+        )
         return json_response(deploy_json(recorded), 201)
 
     async def flag_deploy_bad(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         Body(await self.read_json(request, optional=True), ())
         deploy_id = _path_id(request)
-        call = self.control.flag_deploy_bad(deploy_id)
-        return json_response(deploy_json(await _controlled(f"deploy {deploy_id!r}", call)))
+        flagged = await self.accepted(
+            actor,
+            "deploy.flag_bad",
+            deploy_id,
+            {},
+            f"deploy {deploy_id!r}",
+            lambda: self.control.flag_deploy_bad(deploy_id),
+        )
+        return json_response(deploy_json(flagged))
 
     async def post_incident_update(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         body = Body(await self.read_json(request), ("status", "body"))
         status = body.text("status", max_len=20)
         if status not in MANUAL_STATUSES:
             raise ApiError(400, "status: expected one of identified, monitoring, resolved")
         text = body.text("body", max_len=MAX_BODY_CHARS, multi_line=True)
         incident_id = _path_id(request)
-        call = self.control.update_incident(incident_id, IncidentStatus(status), text)
-        update = await _controlled(f"incident {incident_id!r}", call)
+        update = await self.accepted(
+            actor,
+            "incident.update",
+            incident_id,
+            {"status": status, "body": text},
+            f"incident {incident_id!r}",
+            lambda: self.control.update_incident(incident_id, IncidentStatus(status), text),
+        )
         return json_response(update_json(incident_id, update), 201)
 
     async def post_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         body = Body(await self.read_json(request), ("start", "end", "components", "title"))
         start, end = body.time("start"), body.time("end")
         components, title = body.components(), body.text("title", max_len=200)
@@ -274,15 +333,29 @@ class WriteApi:
         if start > now + _MAX_MAINTENANCE_LEAD_SECONDS:
             raise ApiError(400, "start: more than a year ahead")
         await self.check_components(components)
-        maintenance = Maintenance(start, end, components, title, created_at=now)
-        added = await _controlled("maintenance", self.control.add_maintenance(maintenance))
+        maintenance_id = secrets.token_hex(6)  # here, not in the store: the audit names it
+        maintenance = Maintenance(start, end, components, title, id=maintenance_id, created_at=now)
+        added = await self.accepted(
+            actor,
+            "maintenance.add",
+            maintenance_id,
+            maintenance_json(maintenance),
+            "maintenance",
+            lambda: self.control.add_maintenance(maintenance),
+        )
         return json_response(maintenance_json(added), 201)
 
     async def delete_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         maintenance_id = _path_id(request)
-        call = self.control.cancel_maintenance(maintenance_id)
-        await _controlled(f"maintenance {maintenance_id!r}", call)
+        await self.accepted(
+            actor,
+            "maintenance.cancel",
+            maintenance_id,
+            {},
+            f"maintenance {maintenance_id!r}",
+            lambda: self.control.cancel_maintenance(maintenance_id),
+        )
         return web.Response(status=204)
 
 
