@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from detector.engine import Engine
-from detector.engine.when import parse_condition
+from detector.engine.when import parse_when
 from detector.model import ComponentStatus, Impact, Match, ProbeResult, Rule
 
 T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
@@ -36,13 +36,13 @@ def bench_rule() -> Rule:
         name="all-components",
         match=Match(kind="label_creation", component="*"),
         impact=(
-            Impact(ComponentStatus.MAJOR_OUTAGE, parse_condition("error_ratio >= 0.9")),
-            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_condition("error_ratio >= 0.3")),
-            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_condition("latency_p95 > 5s")),
+            Impact(ComponentStatus.MAJOR_OUTAGE, parse_when("error_ratio >= 0.9")),
+            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_when("error_ratio >= 0.3")),
+            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_when("latency_p95 > 5s")),
         ),
         window=300.0,
         title="{component_name}: label creation failing{markets}",
-        message="Creating labels with {component_name} fails: {explanation}.",
+        message="Creating labels with {component_name} fails.",
     )
 
 

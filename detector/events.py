@@ -69,6 +69,8 @@ def _result(obj: dict[str, Any]) -> ProbeResult:
         latency_s=float(latency) if latency is not None else None,
         error=_optional(obj, "error", str),
         labels=labels,
+        instance=_optional(obj, "instance", str) or "",
+        suspect=_optional(obj, "suspect", bool) or False,
     )
 
 
@@ -133,8 +135,11 @@ def _fast_result(obj: dict[str, Any]) -> ProbeResult | None:
         obj.get("error"),
         obj.get("labels"),
     )
+    instance, suspect = obj.get("instance", ""), obj.get("suspect", False)
     if not (
-        type(at) is str
+        type(instance) is str
+        and type(suspect) is bool
+        and type(at) is str
         and type(probe) is str
         and type(kind) is str
         and type(component) is str
@@ -160,6 +165,8 @@ def _fast_result(obj: dict[str, Any]) -> ProbeResult | None:
         None if latency is None else float(latency),
         error,
         labels or {},
+        instance=instance,
+        suspect=suspect,
     )
 
 
@@ -217,7 +224,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "latency_s": event.latency_s,
             "error": event.error,
             "labels": dict(event.labels),
-        }
+        } | _vantage(event)
     if isinstance(event, Deploy):
         return {
             "type": "deploy",
@@ -238,6 +245,16 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "components": list(event.components),
         "title": event.title,
     }
+
+
+def _vantage(result: ProbeResult) -> dict[str, Any]:
+    """`instance` and `suspect` only when set: files from one plain daemon stay as before."""
+    extra: dict[str, Any] = {}
+    if result.instance:
+        extra["instance"] = result.instance
+    if result.suspect:
+        extra["suspect"] = True
+    return extra
 
 
 def write_events(events: Iterable[Event], out: IO[bytes]) -> int:

@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
+
+from detector.timeutil import format_time
+
+if TYPE_CHECKING:  # the parsed form lives with its parser; model stays stdlib-only
+    from detector.engine.when import When
 
 
 class ComponentStatus(StrEnum):
@@ -133,19 +138,6 @@ Event = ProbeResult | Deploy | DeployFlaggedBad | Maintenance
 # ---------------------------------------------------------------------------------- rules
 
 
-class Condition(Protocol):
-    """A parsed `when` expression. Never Python `eval`: a small typed AST."""
-
-    text: str
-    metrics: frozenset[str]
-
-    def evaluate(self, values: Mapping[str, float]) -> bool: ...
-
-    def explain(self, values: Mapping[str, float]) -> str:
-        """The comparisons with the values seen, e.g. `error_ratio (0.42) >= 0.3`."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class Match:
     kind: str | None = None
@@ -156,7 +148,24 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class Impact:
     status: ComponentStatus
-    when: Condition
+    when: When  # a parsed `when` expression (never Python `eval`)
+
+
+# What public text (title, message, public_text) may name: nothing internal.
+PUBLIC_FIELDS = ("component_name", "markets", "market_list")
+Quorum = Literal["majority", "any", "all"] | int
+
+
+def quorum_needed(quorum: Quorum, instances: int) -> int:
+    """How many of `instances` must judge a series failing: majority of 1 is 1, of 2 is 2,
+    of 3 is 2; a number is taken as is (fewer instances reporting can never reach it)."""
+    if quorum == "majority":
+        return instances // 2 + 1
+    if quorum == "any":
+        return 1
+    if quorum == "all":
+        return max(instances, 1)
+    return quorum
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +181,12 @@ class Rule:
     deploy_window: float = 900.0
     no_data: NoData = NoData.KEEP
     inhibited_by: tuple[str, ...] = ()
-    title: str = "{component_name}: {description}{markets}"
-    message: str = "{explanation}"
+    title: str = "{component_name}: failing{markets}"  # public; see PUBLIC_FIELDS
+    message: str = ""  # public opening sentence; "" = the default sentence of its status
     source: str = ""  # "file:line" of the rule, for messages
+    split_by: tuple[str, ...] = ()  # result labels: one series per value (e.g. market)
+    quorum: Quorum = "majority"  # instances that must agree a series fails
+    public_text: tuple[tuple[str, str], ...] = ()  # (incident status, template) overrides
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -234,6 +246,38 @@ def incident_fields(incident: Incident) -> dict[str, Any]:
         "resolved_at": incident.resolved_at,
         "markets": list(incident.markets),
     }
+
+
+def incident_to_dict(incident: Incident) -> dict[str, Any]:
+    """The one JSON form of an incident with its timeline, exactly DESIGN's replay object
+    (replay, rule tests, webhooks)."""
+    return {
+        "id": incident.id,
+        "rule": incident.rule,
+        "component": incident.component,
+        "title": incident.title,
+        "cause": incident.cause,
+        "deploy": incident.deploy,
+        "impact": str(incident.impact),
+        "opened_at": format_time(incident.opened_at),
+        "resolved_at": _time(incident.resolved_at),
+        "markets": list(incident.markets),
+        "updates": [update_to_dict(update) for update in incident.updates],
+    }
+
+
+def update_to_dict(update: IncidentUpdate) -> dict[str, Any]:
+    return {
+        "at": format_time(update.at),
+        "status": str(update.status),
+        "component_status": str(update.component_status),
+        "body": update.body,
+        "evidence": update.evidence,
+    }
+
+
+def _time(moment: float | None) -> str | None:
+    return None if moment is None else format_time(moment)
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.engine import Engine
-from detector.engine.texts import status_words
 from detector.model import (
     Decision,
     Episode,
@@ -17,6 +16,7 @@ from detector.model import (
     Incident,
     IncidentOpened,
     Rule,
+    incident_to_dict,
 )
 from detector.timeutil import format_time
 
@@ -109,29 +109,6 @@ def _time(moment: float | None) -> str | None:
     return None if moment is None else format_time(moment)
 
 
-def incident_to_dict(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "rule": incident.rule,
-        "component": incident.component,
-        "title": incident.title,
-        "cause": incident.cause,
-        "deploy": incident.deploy,
-        "impact": str(incident.impact),
-        "opened_at": format_time(incident.opened_at),
-        "resolved_at": _time(incident.resolved_at),
-        "updates": [
-            {
-                "at": format_time(update.at),
-                "status": str(update.status),
-                "component_status": str(update.component_status),
-                "body": update.body,
-            }
-            for update in incident.updates
-        ],
-    }
-
-
 def episode_to_dict(episode: Episode) -> dict[str, Any]:
     return {
         "rule": episode.rule,
@@ -159,14 +136,17 @@ def report_to_table(report: ReplayReport) -> str:
         lines.append(
             f"  id {incident.id}  cause {incident.cause}"
             + (f" ({incident.deploy})" if incident.deploy else "")
-            + f"  impact {status_words(incident.impact)}"
+            + f"  impact {incident.impact.words}"
             + f"  opened {format_time(incident.opened_at)}  resolved {resolved}"
         )
         for update in incident.updates:
+            shown = "" if update.public else "(on-call only) "
             lines.append(
                 f"  {format_time(update.at)}  {update.status:<13} "
-                f"{update.component_status:<20} {update.body}"
+                f"{update.component_status:<20} {shown}{update.body}"
             )
+            if update.evidence:
+                lines.append(f"  {'':<22}why: {update.evidence}")
     if report.episodes:
         lines.append("")
         lines.append("episodes:")

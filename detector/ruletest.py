@@ -16,7 +16,7 @@ import yaml
 
 from detector.engine.rulefile import RuleFileError, load_rules
 from detector.events import EventsError, read_events
-from detector.model import Event, Incident, ProbeResult, Rule
+from detector.model import Event, Incident, ProbeResult, Rule, incident_to_dict
 from detector.replay import Replayer
 from detector.timeutil import TimeFormatError, format_time, parse_duration, parse_time
 
@@ -27,15 +27,17 @@ class RuleTestError(ValueError):
 
 _TEST_KEYS = {"name", "events", "series", "expect"}
 _SERIES_KEYS = {"probe", "kind", "component", "labels", "interval", "start", "values"}
+_SERIES_KEYS |= {"instance", "suspect"}
 _EXPECT_KEYS = {"at", "incidents"}
 _INCIDENT_KEYS = {
     "rule", "component", "status", "component_status", "title", "cause", "deploy", "impact",
+    "markets",
 }  # fmt: skip
 _TOKEN = re.compile(r"^(ok|fail|_)(?:@(\S+?))?(?:\s*x\s*(\d+))?$")
 
 
 @dataclass
-class Outcome:
+class TestReport:
     name: str
     failures: list[str] = field(default_factory=list)
 
@@ -88,6 +90,8 @@ def series_events(spec: dict[str, Any]) -> list[ProbeResult]:
                 latency_s=latency if latency is not None else 0.1,
                 error=None if ok else "failed (series)",
                 labels=labels,
+                instance=str(spec.get("instance") or ""),
+                suspect=spec.get("suspect") is True,
             )
         )
     return results
@@ -99,16 +103,11 @@ def _merge(streams: list[list[Event]]) -> list[Event]:
     return merged
 
 
-def _incident_view(incident: Incident) -> dict[str, Any]:
-    return {
-        "rule": incident.rule,
-        "component": incident.component,
+def _live_view(incident: Incident) -> dict[str, Any]:
+    """The replay form plus where the incident stands now, which expectations compare."""
+    return incident_to_dict(incident) | {
         "status": str(incident.status),
         "component_status": str(incident.component_status),
-        "title": incident.title,
-        "cause": incident.cause,
-        "deploy": incident.deploy,
-        "impact": str(incident.impact),
     }
 
 
@@ -150,7 +149,7 @@ class TestFile:
             raise RuleTestError(f"{self.path}: 'tests' must be a non-empty list")
         self.tests: list[dict[str, Any]] = tests
 
-    def run(self) -> list[Outcome]:
+    def run(self) -> list[TestReport]:
         return [self._run_one(index, test) for index, test in enumerate(self.tests)]
 
     def _fail(self, name: str, what: str) -> RuleTestError:
@@ -177,7 +176,7 @@ class TestFile:
             raise self._fail(name, "needs 'events' or 'series'")
         return _merge(streams)
 
-    def _run_one(self, index: int, test: Any) -> Outcome:
+    def _run_one(self, index: int, test: Any) -> TestReport:
         if not isinstance(test, dict):
             raise RuleTestError(f"{self.path}: test #{index + 1} must be a mapping")
         name = str(test.get("name") or f"#{index + 1}")
@@ -188,12 +187,12 @@ class TestFile:
         series = test.get("series") or []
         base = parse_time(str(series[0]["start"])) if series else (events[0].at if events else 0.0)
         replayer = Replayer(self.rules, events)
-        outcome = Outcome(name)
+        outcome = TestReport(name)
         for expect in sorted(self._expectations(name, test, base), key=lambda e: e[0]):
             moment, label, wanted = expect
             replayer.advance_to(moment)
             got = sorted(
-                (_incident_view(i) for i in replayer.engine.open_incidents()),
+                (_live_view(i) for i in replayer.engine.open_incidents()),
                 key=lambda v: (v["rule"], v["component"]),
             )
             if not compare(wanted, got):

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from detector.engine import Engine
-from detector.engine.when import parse_condition
+from detector.engine.when import parse_when
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -25,13 +25,12 @@ def rule(name: str = "labels", **overrides: Any) -> Rule:
         name=name,
         match=Match(kind="label_creation", component="carriers/*"),
         impact=(
-            Impact(ComponentStatus.MAJOR_OUTAGE, parse_condition("error_ratio >= 0.9")),
-            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_condition("error_ratio >= 0.3")),
-            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_condition("latency_p95 > 5s")),
+            Impact(ComponentStatus.MAJOR_OUTAGE, parse_when("error_ratio >= 0.9")),
+            Impact(ComponentStatus.PARTIAL_OUTAGE, parse_when("error_ratio >= 0.3")),
+            Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_when("latency_p95 > 5s")),
         ),
         description="label creation failing",
         title="{component_name}: label creation failing{markets}",
-        message="Creating labels fails: {explanation}.",
     )
     return replace(base, **overrides)
 
@@ -45,6 +44,8 @@ def result(
     probe: str = "dhl-de",
     market: str | None = "DE",
     latency: float = 0.2,
+    instance: str = "",
+    suspect: bool = False,
 ) -> ProbeResult:
     return ProbeResult(
         at=T0 + minute * MIN,
@@ -55,6 +56,8 @@ def result(
         latency_s=latency,
         error=None if ok else "HTTP 503",
         labels={"market": market} if market else {},
+        instance=instance,
+        suspect=suspect,
     )
 
 

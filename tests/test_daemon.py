@@ -70,7 +70,10 @@ async def test_fault_opens_an_incident_in_the_store_metrics_and_api(
         assert incident.title == "DHL: label creation failing (DE, NL)"
         assert incident.component_status is ComponentStatus.MAJOR_OUTAGE
         assert "HTTP 503" not in incident.updates[0].body  # evidence, not raw errors
-        assert "error_ratio (1) >= 0.9" in incident.updates[0].body
+        # Public text only; the evidence (error_ratio (1) >= 0.9) travels in update.evidence.
+        assert incident.updates[0].body == (
+            "We are investigating problems creating labels with DHL in Germany and the Netherlands."
+        )
         statuses = {c.id: c.status for c in store.list_components()}
         assert statuses["carriers/dhl"] is ComponentStatus.MAJOR_OUTAGE
         assert statuses["carriers/ups"] is ComponentStatus.OPERATIONAL

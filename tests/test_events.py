@@ -197,6 +197,8 @@ BAD_LINES = [
         "field 'end': bad time",
     ),
     ("maintenance without start", MAINTENANCE.replace('"start"', '"begin"'), "'start'"),
+    ("instance not a string", RESULT.replace('"ok"', '"instance": 3, "ok"'), "'instance'"),
+    ("suspect not a boolean", RESULT.replace('"ok"', '"suspect": "yes", "ok"'), "'suspect'"),
 ]
 
 
@@ -283,3 +285,17 @@ def test_written_lines_follow_the_contract() -> None:
         b'{"type":"result","at":"2026-11-28T10:00:00Z","probe":"p","kind":"http",'
         b'"component":"sendcloud/api","ok":true,"latency_s":0.1,"error":null,"labels":{}}\n'
     )
+
+
+def test_instance_and_suspect_default_and_roundtrip() -> None:
+    [plain] = list(iter_events([RESULT], "x"))
+    assert (plain.instance, plain.suspect) == ("", False)
+    line = RESULT.replace('"ok"', '"instance": "ams-1", "suspect": true, "ok"')
+    [marked] = list(iter_events([line], "x"))
+    assert (marked.instance, marked.suspect) == ("ams-1", True)
+    out = io.BytesIO()
+    write_events([plain, marked], out)
+    first, second = (orjson.loads(x) for x in out.getvalue().splitlines())
+    assert "instance" not in first and "suspect" not in first  # defaults stay implicit
+    assert (second["instance"], second["suspect"]) == ("ams-1", True)
+    assert list(iter_events(out.getvalue().splitlines(), "x")) == [plain, marked]

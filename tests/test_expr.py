@@ -12,14 +12,13 @@ from detector.engine.when import (
     METRICS,
     And,
     Comparison,
-    ExprError,
-    Expression,
     Not,
     Or,
+    When,
+    WhenError,
     format_number,
-    parse_condition,
+    parse_when,
 )
-from detector.model import Condition
 
 ALL_HEALTHY = {metric: 0.0 for metric in METRICS}
 
@@ -29,14 +28,14 @@ def values(**given: float) -> dict[str, float]:
 
 
 def test_parses_a_comparison_into_the_ast() -> None:
-    condition = parse_condition("error_ratio >= 0.3")
+    condition = parse_when("error_ratio >= 0.3")
     assert condition.node == Comparison("error_ratio", ">=", 0.3, "0.3")
     assert condition.metrics == frozenset({"error_ratio"})
     assert condition.text == "error_ratio >= 0.3"
 
 
-def test_implements_the_model_condition_protocol() -> None:
-    condition: Condition = parse_condition("results < 3")
+def test_a_parsed_when_evaluates_values() -> None:
+    condition: When = parse_when("results < 3")
     assert condition.evaluate(values(results=2)) is True
 
 
@@ -79,7 +78,7 @@ def test_implements_the_model_condition_protocol() -> None:
     ],
 )
 def test_precedence_is_not_then_and_then_or(text: str, node: object) -> None:
-    assert parse_condition(text).node == node
+    assert parse_when(text).node == node
 
 
 @pytest.mark.parametrize(
@@ -95,7 +94,7 @@ def test_precedence_is_not_then_and_then_or(text: str, node: object) -> None:
     ],
 )
 def test_numbers_and_units(text: str, threshold: float, canonical: str) -> None:
-    condition = parse_condition(text)
+    condition = parse_when(text)
     assert isinstance(condition.node, Comparison)
     assert condition.node.threshold == threshold
     assert str(condition) == canonical
@@ -111,7 +110,7 @@ def test_numbers_and_units(text: str, threshold: float, canonical: str) -> None:
     ],
 )
 def test_number_first_is_flipped_to_metric_first(text: str, canonical: str) -> None:
-    assert parse_condition(text).describe() == canonical
+    assert parse_when(text).canonical() == canonical
 
 
 @pytest.mark.parametrize(
@@ -131,7 +130,7 @@ def test_number_first_is_flipped_to_metric_first(text: str, canonical: str) -> N
     ],
 )
 def test_evaluate(text: str, seen: Mapping[str, float], expected: bool) -> None:
-    assert parse_condition(text).evaluate(seen) is expected
+    assert parse_when(text).evaluate(seen) is expected
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,7 @@ def test_evaluate(text: str, seen: Mapping[str, float], expected: bool) -> None:
 def test_explain_shows_the_values_seen(
     text: str, seen: Mapping[str, float], explanation: str
 ) -> None:
-    assert parse_condition(text).explain(seen) == explanation
+    assert parse_when(text).explain(seen) == explanation
 
 
 @pytest.mark.parametrize(
@@ -179,10 +178,10 @@ def test_format_number_is_compact(value: float, text: str) -> None:
 
 
 def test_conditions_compare_by_tree() -> None:
-    assert parse_condition("(error_ratio>0.5)") == parse_condition("error_ratio > 0.5")
-    assert hash(parse_condition("0.5 < error_ratio")) == hash(parse_condition("error_ratio > 0.5"))
-    assert parse_condition("error_ratio > 0.5") != parse_condition("error_ratio >= 0.5")
-    assert repr(parse_condition("error_ratio>0.5")) == "Expression('error_ratio > 0.5')"
+    assert parse_when("(error_ratio>0.5)") == parse_when("error_ratio > 0.5")
+    assert hash(parse_when("0.5 < error_ratio")) == hash(parse_when("error_ratio > 0.5"))
+    assert parse_when("error_ratio > 0.5") != parse_when("error_ratio >= 0.5")
+    assert repr(parse_when("error_ratio>0.5")) == "When('error_ratio > 0.5')"
 
 
 KNOWN = (
@@ -223,13 +222,13 @@ KNOWN = (
     ],
 )
 def test_errors_are_one_clear_line(text: str, message: str) -> None:
-    with pytest.raises(ExprError) as caught:
-        parse_condition(text)
+    with pytest.raises(WhenError) as caught:
+        parse_when(text)
     assert str(caught.value) == message
 
 
-def test_expr_error_is_a_value_error() -> None:
-    assert issubclass(ExprError, ValueError)
+def test_when_error_is_a_value_error() -> None:
+    assert issubclass(WhenError, ValueError)
 
 
 def test_never_reaches_python_eval() -> None:
@@ -238,8 +237,8 @@ def test_never_reaches_python_eval() -> None:
         "error_ratio > (1).__class__",
         "error_ratio > 1 if 1 else 0",
     ):
-        with pytest.raises(ExprError):
-            parse_condition(text)
+        with pytest.raises(WhenError):
+            parse_when(text)
 
 
 # ------------------------------------------------------ property test against a reference
@@ -337,17 +336,51 @@ samples = st.fixed_dictionaries(
 
 @given(expressions, samples)
 def test_random_expressions_evaluate_like_the_reference(ref: Ref, seen: dict[str, float]) -> None:
-    condition = parse_condition(reference_text(ref))
+    condition = parse_when(reference_text(ref))
     assert condition.evaluate(seen) is reference_evaluate(ref, seen)
 
 
 @given(expressions, samples)
 def test_canonical_text_round_trips(ref: Ref, seen: dict[str, float]) -> None:
-    condition = parse_condition(reference_text(ref))
-    again = parse_condition(condition.describe())
+    condition = parse_when(reference_text(ref))
+    again = parse_when(condition.canonical())
     assert again == condition
-    assert again.describe() == condition.describe()
+    assert again.canonical() == condition.canonical()
     assert again.evaluate(seen) is condition.evaluate(seen)
     explanation = condition.explain(seen)
-    assert isinstance(condition, Expression)
+    assert isinstance(condition, When)
     assert explanation.count("(") == explanation.count(")")
+
+
+# ------------------------------------------------------ fuzz: only WhenError, never a crash
+
+WHEN_TOKENS = [
+    "not ", "(", ")", " and ", " or ", "error_ratio", "latency_p95", " >= ", " < ", "==", "0.5",
+    "5s", "800ms", "1e3", "x", "=", "&", "\n", " ", "'", "1.2.3", "__import__",
+]  # fmt: skip
+
+
+def _parses_or_says_why(text: str) -> None:
+    try:
+        when = parse_when(text)
+    except WhenError as error:
+        assert "\n" not in str(error)
+        return
+    assert when.evaluate(ALL_HEALTHY) in (True, False)
+    assert parse_when(when.canonical()) == when
+
+
+@given(st.text(max_size=300))
+def test_arbitrary_text_raises_nothing_but_when_error(text: str) -> None:
+    _parses_or_says_why(text)
+
+
+@given(st.lists(st.sampled_from(WHEN_TOKENS), max_size=600).map("".join))
+def test_token_soup_raises_nothing_but_when_error(text: str) -> None:
+    _parses_or_says_why(text)
+
+
+@given(st.integers(min_value=0, max_value=600), st.sampled_from(["not ", "(", "not ("]))
+def test_any_nesting_depth_is_a_when_error_or_parses(depth: int, opener: str) -> None:
+    closer = ")" * opener.count("(")
+    _parses_or_says_why(opener * depth + "error_ratio > 0.5" + closer * depth)

@@ -31,7 +31,7 @@ from enginekit import MIN, T0, rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.engine.when import parse_condition
+from detector.engine.when import parse_when
 from detector.events import iter_events, write_events
 from detector.model import (
     ComponentStatus,
@@ -123,7 +123,7 @@ RUN = st.tuples(
 def rules_strategy(draw: st.DrawFn, name: str, component: str) -> tuple[Rule, list[Callable]]:
     texts = draw(st.lists(st.sampled_from(sorted(CONDITIONS)), min_size=1, max_size=2, unique=True))
     impact = tuple(
-        Impact(status, parse_condition(text)) for status, text in zip(STATUSES, texts, strict=False)
+        Impact(status, parse_when(text)) for status, text in zip(STATUSES, texts, strict=False)
     )
     built = rule(
         name,
@@ -587,7 +587,7 @@ def inhibited_scenarios(draw: st.DrawFn) -> Scenario:
     api = rule(
         "platform-api",
         match=Match(kind="http", component="sendcloud/api"),
-        impact=(Impact(ComponentStatus.MAJOR_OUTAGE, parse_condition("error_ratio >= 0.5")),),
+        impact=(Impact(ComponentStatus.MAJOR_OUTAGE, parse_when("error_ratio >= 0.5")),),
         window=draw(st.sampled_from([1 * MIN, 5 * MIN])),
         open_after=draw(st.sampled_from([2 * MIN, 5 * MIN, 30 * MIN])),
         resolve_after=draw(st.sampled_from([1 * MIN, 3 * MIN, 10 * MIN])),

@@ -52,6 +52,7 @@ EXPECTED: dict[str, Any] = {
             "impact": "major_outage",
             "opened_at": "2026-11-28T10:16:00Z",
             "resolved_at": "2026-11-28T10:28:00Z",
+            "markets": ["DE"],
             "updates": [
                 {"at": "2026-11-28T10:16:00Z", "status": "investigating",
                  "component_status": "major_outage"},
@@ -72,12 +73,13 @@ EXPECTED: dict[str, Any] = {
             "impact": "major_outage",
             "opened_at": "2026-11-28T10:31:00Z",
             "resolved_at": None,
+            "markets": ["US"],
             "updates": [
-                {"at": "2026-11-28T10:31:00Z", "status": "investigating",
+                {"at": "2026-11-28T10:31:00Z", "status": "identified",
                  "component_status": "partial_outage"},
-                {"at": "2026-11-28T10:34:00Z", "status": "investigating",
+                {"at": "2026-11-28T10:34:00Z", "status": "identified",
                  "component_status": "major_outage"},
-                {"at": "2026-11-28T10:35:00Z", "status": "investigating",
+                {"at": "2026-11-28T10:35:00Z", "status": "identified",
                  "component_status": "partial_outage"},
                 {"at": "2026-11-28T10:38:00Z", "status": "monitoring",
                  "component_status": "partial_outage"},
@@ -94,9 +96,9 @@ EXPECTED: dict[str, Any] = {
 
 INCIDENT_KEYS = [
     "id", "rule", "component", "title", "cause", "deploy", "impact", "opened_at", "resolved_at",
-    "updates",
+    "markets", "updates",
 ]  # fmt: skip
-UPDATE_KEYS = ["at", "status", "component_status", "body"]
+UPDATE_KEYS = ["at", "status", "component_status", "body", "evidence"]
 EPISODE_KEYS = ["rule", "component", "started_at", "ended_at", "outcome"]
 
 
@@ -111,7 +113,12 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
 def without_ids_and_bodies(document: dict[str, Any]) -> dict[str, Any]:
     incidents = [
         {k: v for k, v in incident.items() if k != "id"}
-        | {"updates": [{k: v for k, v in u.items() if k != "body"} for u in incident["updates"]]}
+        | {
+            "updates": [
+                {k: v for k, v in u.items() if k not in ("body", "evidence")}
+                for u in incident["updates"]
+            ]
+        }
         for incident in document["incidents"]
     ]
     return {"incidents": incidents, "episodes": document["episodes"]}
@@ -140,16 +147,22 @@ def test_ids_are_distinct_and_stable_across_runs(capsys: pytest.CaptureFixture[s
     assert len(set(first)) == 2 and all(isinstance(i, str) and i for i in first)
 
 
-def test_bodies_carry_the_evidence_and_the_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bodies_are_public_and_evidence_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     dhl, ups = run_json(capsys)["incidents"]
+    evidence = [u["evidence"] for u in dhl["updates"]]
+    assert evidence[0] == "error_ratio (1) >= 0.9; seen from 1 of 1 instances"
+    assert evidence[1].startswith("error_ratio (0.8) >= 0.3")
+    assert "error_ratio (0.2)" in evidence[2] and "resolves after 5m" in evidence[2]
+    assert evidence[3] == "checks have passed for 5m"
     bodies = [u["body"] for u in dhl["updates"]]
-    assert "error_ratio (1) >= 0.9" in bodies[0]
-    assert "error_ratio (0.8) >= 0.3" in bodies[1]
-    assert "error_ratio (0.2)" in bodies[2] and "5m" in bodies[2]
-    assert bodies[3].startswith("Resolved")
-    opening = ups["updates"][0]["body"]
-    assert "error_ratio (0.4) >= 0.3" in opening
-    assert "6m after deploy d-1 (label-api 2026.11.28-3, 2026-11-28T10:25:00Z)" in opening
+    assert bodies[0] == "Creating labels with dhl fails."  # the rule's message
+    assert bodies[3].startswith("This incident has been resolved")
+    for body in bodies + [u["body"] for u in ups["updates"]]:
+        assert "error_ratio" not in body and "d-1" not in body and "carrier-labels" not in body
+    opening = ups["updates"][0]
+    assert "error_ratio (0.4) >= 0.3" in opening["evidence"]
+    assert "deploy d-1 (label-api 2026.11.28-3, 2026-11-28T10:25:00Z)" in opening["evidence"]
+    assert "6m after it" in opening["evidence"]
 
 
 def test_until_evaluates_deadlines_after_the_last_event(
@@ -173,7 +186,7 @@ def test_until_before_the_end_stops_there(capsys: pytest.CaptureFixture[str]) ->
     document = run_json(capsys, "--until", "2026-11-28T10:33:00Z")
     dhl, ups = document["incidents"]
     assert dhl["resolved_at"] == "2026-11-28T10:28:00Z"
-    assert (ups["resolved_at"], ups["updates"][-1]["status"]) == (None, "investigating")
+    assert (ups["resolved_at"], ups["updates"][-1]["status"]) == (None, "identified")
     assert document["episodes"][-1] == episode("carriers/ups", "10:31", None, "incident")
 
 
@@ -185,9 +198,11 @@ def test_table_is_a_readable_timeline(capsys: pytest.CaptureFixture[str]) -> Non
     assert "dhl: label creation failing (DE)  [carrier-labels on carriers/dhl]" in lines
     assert "ups: label creation failing (US)  [carrier-labels on carriers/ups]" in lines
     assert any("cause deploy (d-1)" in line and "still open" in line for line in lines)
-    update = next(line for line in lines if line.strip().startswith("2026-11-28T10:20:00Z"))
+    index = next(i for i, line in enumerate(lines) if line.strip().startswith("2026-11-28T10:20"))
+    update, why = lines[index], lines[index + 1]
     assert "investigating" in update and "partial_outage" in update
-    assert "Impact is now partial outage: error_ratio (0.8) >= 0.3." in update
+    assert "(on-call only)" in update  # less impact while it settles: not a public update
+    assert why.strip().startswith("why: error_ratio (0.8) >= 0.3")
     assert any(line.strip().startswith("2026-11-28T10:28:00Z  resolved") for line in lines)
     assert "episodes:" in lines
     assert any("maintenance" in line and "carriers/dpd" in line for line in lines)

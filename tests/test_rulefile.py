@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.engine.rulefile import RuleFileError, RuleSet, load_rule_file, load_rules
-from detector.engine.when import parse_condition
+from detector.engine.rulefile import RuleFileError, load_rule_file, load_rules
+from detector.engine.when import parse_when
 from detector.model import ComponentStatus, Impact, Match, NoData
 
 DATA = Path(__file__).parent / "data"
@@ -37,18 +37,20 @@ def test_valid_full_file_has_every_key(in_data: None) -> None:
     assert rule.description == "Labels cannot be created with a carrier"
     assert rule.match == Match(kind="label_creation", component="carriers/*", probe="*")
     assert rule.impact == (
-        Impact(ComponentStatus.MAJOR_OUTAGE, parse_condition("error_ratio >= 0.9")),
-        Impact(ComponentStatus.PARTIAL_OUTAGE, parse_condition("error_ratio >= 0.3")),
-        Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_condition("latency_p95 > 5s")),
+        Impact(ComponentStatus.MAJOR_OUTAGE, parse_when("error_ratio >= 0.9")),
+        Impact(ComponentStatus.PARTIAL_OUTAGE, parse_when("error_ratio >= 0.3")),
+        Impact(ComponentStatus.DEGRADED_PERFORMANCE, parse_when("latency_p95 > 5s")),
     )
     assert (rule.window, rule.min_results) == (300.0, 1)
     assert (rule.open_after, rule.resolve_after, rule.deploy_window) == (1800.0, 600.0, 900.0)
     assert rule.no_data is NoData.KEEP
+    assert (rule.split_by, rule.quorum) == (("market",), 2)
+    assert dict(rule.public_text) == {
+        "monitoring": "Labels with {component_name} work again in {market_list}; we keep watching."
+    }
     assert rule.inhibited_by == ("platform-api",)
     assert rule.title == "{component_name}: label creation failing{markets}"
-    assert rule.message == (
-        "Creating labels with {component_name} fails for {error_ratio:.0%} of attempts."
-    )
+    assert rule.message == ("Creating labels with {component_name} fails{markets}.")
     assert rule.source == "valid-full.yaml:6"
     assert rule.metrics == frozenset({"error_ratio", "latency_p95"})
 
@@ -60,8 +62,8 @@ def test_rule_settings_override_file_defaults(in_data: None) -> None:
     assert (rule.open_after, rule.resolve_after, rule.deploy_window) == (90.0, 300.0, 1200.0)
     assert rule.no_data is NoData.FAILING
     assert rule.inhibited_by == ()
-    assert rule.title == "{component_name}: {description}{markets}"
-    assert rule.message == "{explanation}"
+    assert rule.title == "{component_name}: The public API fails{markets}"
+    assert rule.message == ""  # the default public sentence of each status
 
 
 def test_file_defaults_apply_to_the_rules_of_that_file_only(in_data: None) -> None:
@@ -79,9 +81,12 @@ def test_file_defaults_apply_to_the_rules_of_that_file_only(in_data: None) -> No
 
 def test_default_title_uses_description_or_rule_name(in_data: None) -> None:
     rules = load_rules(["valid-defaults.yaml"]).by_name
-    assert rules["order-import-stale"].title == "{component_name}: {rule} failing{markets}"
-    assert rules["order-import-slow"].title == "{component_name}: {description}{markets}"
-    assert rules["order-import-stale"].message == "{explanation}"
+    # The description is literal text in the title, never a template of its own.
+    assert (
+        rules["order-import-stale"].title == "{component_name}: order-import-stale failing{markets}"
+    )
+    assert rules["order-import-slow"].title == "{component_name}: Orders arrive late{markets}"
+    assert rules["order-import-stale"].message == ""
 
 
 def test_directory_loads_yaml_and_yml_sorted_and_not_recursive(tmp_path: Path) -> None:
@@ -103,13 +108,54 @@ def test_a_file_named_twice_is_loaded_once(tmp_path: Path) -> None:
     assert rules.files == (str(path),)
 
 
-def test_empty_files_and_empty_rule_lists_hold_no_rules(tmp_path: Path) -> None:
+def test_empty_files_hold_no_rules_but_an_empty_rule_set_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", "# nothing yet\n")
     write(tmp_path / "b.yaml", "rules:\n")
     write(tmp_path / "c.yaml", "defaults: {window: 1m}\nrules: []\n")
-    assert load_rules([tmp_path]) == RuleSet(
-        rules=(), files=tuple(str(tmp_path / name) for name in ("a.yaml", "b.yaml", "c.yaml"))
+    with pytest.raises(RuleFileError) as caught:
+        load_rules([tmp_path])
+    assert str(caught.value) == f"{tmp_path}: no rules in {tmp_path}: refusing an empty rule set"
+    write(tmp_path / "d.yaml", "rules:\n" + RULE.format(name="d"))
+    assert load_rules([tmp_path]).files == tuple(
+        str(tmp_path / name) for name in ("a.yaml", "b.yaml", "c.yaml", "d.yaml")
     )
+
+
+def test_an_empty_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RuleFileError, match="refusing an empty rule set"):
+        load_rules([tmp_path])
+
+
+def test_a_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path / "big.yaml", "rules:\n" + "# padding\n" * 120_000)
+    with pytest.raises(RuleFileError) as caught:
+        load_rules([path])
+    assert str(caught.value).startswith(f"{path}: too large: 1200007 bytes (at most 1048576)")
+
+
+def test_an_alias_bomb_is_refused_with_one_line(tmp_path: Path) -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}] " for i in range(8)]
+    path = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\nrules: []\n")
+    with pytest.raises(RuleFileError) as caught:
+        load_rules([path])
+    assert str(caught.value) == (f"{path}:2: YAML aliases (*name) are not supported in rule files")
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["not " * 500 + "error_ratio > 0.5", "(" * 500 + "error_ratio > 0.5" + ")" * 500],
+    ids=["500 nots", "500 parentheses"],
+)
+def test_deeply_nested_when_is_one_line_not_a_recursion_error(tmp_path: Path, when: str) -> None:
+    text = RULE.format(name="deep").replace("error_ratio >= 0.9", when)
+    path = write(tmp_path / "deep.yaml", "rules:\n" + text)
+    with pytest.raises(RuleFileError) as caught:
+        load_rules([path])
+    message = str(caught.value)
+    assert message.startswith(f"{path}:") and "rule 'deep': when: " in message
+    assert "too long" in message or "nested too deeply" in message
+    assert "\n" not in message
 
 
 def test_inhibited_by_may_name_a_rule_in_another_file(tmp_path: Path) -> None:
@@ -130,7 +176,7 @@ def test_duplicate_names_across_files_name_both_places(in_data: None, tmp_path: 
         load_rules(["valid-full.yaml", other])
     assert str(caught.value) == (
         f"{other}:6: rule 'platform-api': duplicate rule name 'platform-api'"
-        " (first defined at valid-full.yaml:29)"
+        " (first defined at valid-full.yaml:33)"
     )
     assert (caught.value.file, caught.value.line, caught.value.rule) == (
         str(other),
@@ -177,7 +223,8 @@ INVALID = {
     " and '.'",
     "invalid-rule-unknown-key.yaml": "4: rule 'carrier-down': unknown key 'threshold' in rule"
     " (allowed: name, description, match, window, min_results, open_after, resolve_after,"
-    " deploy_window, no_data, impact, inhibited_by, title, message)",
+    " deploy_window, no_data, impact, inhibited_by, title, message, split_by, quorum,"
+    " public_text)",
     "invalid-duplicate-key.yaml": "7: rule 'carrier-down': duplicate key 'window' in rule",
     "invalid-description-type.yaml": "3: rule 'carrier-down': description: expected a string,"
     " got a list",
@@ -226,14 +273,31 @@ INVALID = {
     "invalid-inhibited-by-string.yaml": "4: rule 'carrier-down': inhibited_by: expected a list"
     " of rule names, got a string (platform-api)",
     "invalid-title-unknown-field.yaml": "4: rule 'carrier-down': title: unknown field '{carrier}'"
-    " (known: component, component_name, rule, description, markets, explanation, status,"
-    f" deploy, failing_for, {KNOWN_METRICS})",
+    " (public text may use: component_name, markets, market_list)",
     "invalid-title-attribute.yaml": "4: rule 'carrier-down': title: '{component.__class__}':"
-    " only plain field names are allowed, e.g. {rule}",
+    " only plain field names are allowed, e.g. {component_name}",
     "invalid-message-format-spec.yaml": "6: rule 'carrier-down': message: field"
-    " '{error_ratio:.0Q}': Unknown format code 'Q' for object of type 'float'",
+    " '{component_name:.0Q}': Unknown format code 'Q' for object of type 'str'",
     "invalid-message-unbalanced.yaml": "6: rule 'carrier-down': message: expected '}'"
     " before end of string",
+    "invalid-window-too-long.yaml": "4: rule 'carrier-down': window: at most 168h, got '3000000d'",
+    "invalid-open-after-too-long.yaml": "2: open_after: at most 720h, got '31d'",
+    "invalid-min-results-too-many.yaml": "4: rule 'carrier-down': min_results: at most 100000,"
+    " got 1000000",
+    "invalid-when-too-deep.yaml": "6: rule 'carrier-down': when: nested too deeply"
+    " (more than 32 levels of '(' and 'not')",
+    "invalid-yaml-alias.yaml": "7: YAML aliases (*name) are not supported in rule files",
+    "invalid-split-by-string.yaml": "4: rule 'carrier-down': split_by: expected a list of"
+    " labels, got a string (market)",
+    "invalid-quorum.yaml": "4: rule 'carrier-down': quorum: unknown value 'most' (allowed:"
+    " majority, any, all or a number of instances)",
+    "invalid-quorum-zero.yaml": "4: rule 'carrier-down': quorum: expected 1 to 100 instances,"
+    " got 0",
+    "invalid-public-text-status.yaml": "6: rule 'carrier-down': unknown key 'broken' in"
+    " public_text (allowed: investigating, identified, monitoring, resolved)",
+    "invalid-public-text-field.yaml": "5: rule 'carrier-down': public_text.identified:"
+    " unknown field '{deploy}' (public text may use: component_name, markets, market_list)",
+    "invalid-no-rules.yaml": " no rules in invalid-no-rules.yaml: refusing an empty rule set",
 }
 
 

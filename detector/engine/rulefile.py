@@ -9,23 +9,34 @@ from __future__ import annotations
 
 import difflib
 import re
-import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import yaml
 
-from detector.engine.when import METRICS, ExprError, parse_condition
-from detector.model import PROBE_KINDS, ComponentStatus, Impact, Match, NoData, Rule
-from detector.timeutil import TimeFormatError, parse_duration
+from detector.engine.ruleyaml import TAG, YamlProblem, compose, is_null, kind_of
+from detector.engine.texts import check_template
+from detector.engine.when import WhenError, parse_when
+from detector.model import (
+    PROBE_KINDS,
+    ComponentStatus,
+    Impact,
+    IncidentStatus,
+    Match,
+    NoData,
+    Quorum,
+    Rule,
+)
+from detector.timeutil import TimeFormatError, format_duration, parse_duration
 
 TOP_KEYS = ("defaults", "rules")
 DEFAULT_KEYS = ("window", "min_results", "open_after", "resolve_after", "deploy_window", "no_data")
 _RULE_ONLY = ("name", "description", "match", "impact", "inhibited_by", "title", "message")
-RULE_KEYS = (*_RULE_ONLY[:3], *DEFAULT_KEYS, *_RULE_ONLY[3:])
+_SPLIT_KEYS = ("split_by", "quorum", "public_text")
+RULE_KEYS = (*_RULE_ONLY[:3], *DEFAULT_KEYS, *_RULE_ONLY[3:], *_SPLIT_KEYS)
 MATCH_KEYS = ("kind", "component", "probe")
 IMPACT_KEYS = ("status", "when")
 IMPACT_STATUSES = tuple(
@@ -33,24 +44,13 @@ IMPACT_STATUSES = tuple(
     for s in ComponentStatus
     if s not in (ComponentStatus.OPERATIONAL, ComponentStatus.UNDER_MAINTENANCE)
 )
-# Floats for every metric: a format spec that works on a float works on an int too, so a
-# template accepted here cannot fail at runtime whichever the engine passes.
-_TEMPLATE_SAMPLE: dict[str, object] = {
-    "component": "carriers/dhl",
-    "component_name": "DHL",
-    "rule": "carrier-label-creation",
-    "description": "Labels cannot be created with a carrier",
-    "markets": " (DE, NL)",
-    "explanation": "error_ratio (0.42) >= 0.3",
-    "status": "major_outage",
-    "deploy": "d-17",
-    "failing_for": "31m",
-} | {metric: 0.5 for metric in sorted(METRICS)}
-TEMPLATE_FIELDS = tuple(_TEMPLATE_SAMPLE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TAG = "tag:yaml.org,2002:"
-_KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
-_KINDS |= {"null": "null", "timestamp": "a date"}
+
+# Upper bounds: a typo such as `3000000d` fails `rules check` instead of freezing a series.
+_DAY = 86_400.0
+LIMITS = {"window": 7 * _DAY, "open_after": 30 * _DAY, "resolve_after": 30 * _DAY}
+LIMITS |= {"deploy_window": 30 * _DAY}
+MAX_MIN_RESULTS = 100_000
 
 # The built-in defaults are the ones `Rule` declares: one place to change them.
 _BUILTIN = {f.name: f.default for f in fields(Rule) if f.name in DEFAULT_KEYS}
@@ -84,8 +84,12 @@ def load_rules(paths: Iterable[str | Path]) -> RuleSet:
 
     Names are unique and `inhibited_by` targets exist across everything loaded together.
     """
-    files = _rule_files(paths)
+    given = [str(path) for path in paths]
+    files = _rule_files(given)
     parsed = [rule for file in files for rule in _FileParser(file).parse()]
+    if not parsed:  # a reload must never silently drop every rule (an emptied directory)
+        where = ", ".join(given) or "no paths"
+        raise RuleFileError(where, None, f"no rules in {where}: refusing an empty rule set")
     _check_across_files(parsed)
     return RuleSet(tuple(p.rule for p in parsed), tuple(files))
 
@@ -172,26 +176,23 @@ class _FileParser:
         top = self.mapping(root, TOP_KEYS, "at top level", required=("rules",))
         defaults = self._defaults(top["defaults"][1]) if "defaults" in top else dict(_BUILTIN)
         rules = top["rules"][1]
-        if _is_null(rules):
+        if is_null(rules):
             return []
         if not isinstance(rules, yaml.SequenceNode):
-            raise self.error(rules, f"rules: expected a list of rules, got {_kind(rules)}")
+            raise self.error(rules, f"rules: expected a list of rules, got {kind_of(rules)}")
         return [self._rule(node, index, defaults) for index, node in enumerate(rules.value, 1)]
 
     def _compose(self) -> yaml.Node | None:
         try:
-            text = Path(self.file).read_text(encoding="utf-8")
+            return compose(self.file)
         except FileNotFoundError:
             raise RuleFileError(self.file, None, "no such file or directory") from None
         except UnicodeDecodeError:
             raise RuleFileError(self.file, None, "not UTF-8 text") from None
         except OSError as error:
             raise RuleFileError(self.file, None, f"cannot read: {error.strerror}") from None
-        try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as error:
-            line, what = _yaml_problem(error)
-            raise RuleFileError(self.file, line, f"invalid YAML: {what}") from None
+        except YamlProblem as problem:
+            raise RuleFileError(self.file, problem.line, problem.what) from None
 
     # ------------------------------------------------------------------- structure
 
@@ -203,10 +204,10 @@ class _FileParser:
         `where` completes "unknown key 'x' ...", e.g. "in match" or "at top level".
         """
         if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"expected a mapping {where}, got {_kind(node)}")
+            raise self.error(node, f"expected a mapping {where}, got {kind_of(node)}")
         keys: dict[str, Pair] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _TAG + "merge":
+            if key_node.tag == TAG + "merge":
                 raise self.error(key_node, "YAML merge keys (<<) are not supported in rule files")
             key = self.scalar(key_node, "key", str, "a string")
             if key not in allowed:
@@ -223,13 +224,13 @@ class _FileParser:
     def scalar(self, node: yaml.Node, key: str, kind: type[T], wanted: str) -> T:
         """The Python value of a standard YAML scalar of the given type, or an error."""
         value: object = None
-        if isinstance(node, yaml.ScalarNode) and node.tag.startswith(_TAG):
+        if isinstance(node, yaml.ScalarNode) and node.tag.startswith(TAG):
             try:
                 value = self.constructor.construct_object(node)
             except (yaml.YAMLError, ValueError):  # e.g. `!!int abc`
                 value = None
         if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-            raise self.error(node, f"{key}: expected {wanted}, got {_kind(node)}")
+            raise self.error(node, f"{key}: expected {wanted}, got {kind_of(node)}")
         return value
 
     def string(self, node: yaml.Node, key: str) -> str:
@@ -239,7 +240,7 @@ class _FileParser:
 
     def _defaults(self, node: yaml.Node) -> dict[str, object]:
         values = dict(_BUILTIN)
-        if not _is_null(node):
+        if not is_null(node):
             for key, (_, value_node) in self.mapping(node, DEFAULT_KEYS, "in defaults").items():
                 values[key] = self.setting(key, value_node)
         return values
@@ -250,6 +251,8 @@ class _FileParser:
             count = self.scalar(node, key, int, "a positive integer")
             if count < 1:
                 raise self.error(node, f"{key}: expected a positive integer, got {count}")
+            if count > MAX_MIN_RESULTS:
+                raise self.error(node, f"{key}: at most {MAX_MIN_RESULTS}, got {count}")
             return count
         if key == "no_data":
             allowed = ", ".join(NoData)
@@ -264,12 +267,15 @@ class _FileParser:
             raise self.error(node, f"{key}: {error}") from None
         if key == "window" and seconds <= 0:
             raise self.error(node, f"window: must be longer than 0s, got '{text}'")
+        if seconds > LIMITS[key]:
+            limit = format_duration(LIMITS[key])
+            raise self.error(node, f"{key}: at most {limit}, got '{text}'")
         return seconds
 
     def _rule(self, node: yaml.Node, index: int, defaults: dict[str, object]) -> _Parsed:
         self.rule = None
         if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"rule #{index}: expected a mapping, got {_kind(node)}")
+            raise self.error(node, f"rule #{index}: expected a mapping, got {kind_of(node)}")
         name_node = next((v for k, v in node.value if k.value == "name"), None)
         if name_node is None:
             raise self.error(node, f"rule #{index}: missing key 'name'")
@@ -288,18 +294,20 @@ class _FileParser:
             self.string(keys["description"][1], "description") if "description" in keys else ""
         )
         inhibitors = self._inhibitors(keys["inhibited_by"][1]) if "inhibited_by" in keys else ()
-        default_title = "{component_name}: " + (
-            "{description}" if description else "{rule} failing"
-        )
+        # The description is literal text in the default title, never a template.
+        literal = (description or f"{name} failing").replace("{", "{{").replace("}", "}}")
         rule = Rule(
             name=name,
             match=self._match(keys["match"][1]),
             impact=self._impact(keys["impact"][1]),
             description=description,
             inhibited_by=tuple(target for target, _ in inhibitors),
-            title=self._template(keys, "title", default_title + "{markets}"),
-            message=self._template(keys, "message", "{explanation}"),
+            title=self._template(keys, "title", "{component_name}: " + literal + "{markets}"),
+            message=self._template(keys, "message", ""),
             source=f"{self.file}:{node.start_mark.line + 1}",
+            split_by=self._split_by(keys["split_by"][1]) if "split_by" in keys else (),
+            quorum=self._quorum(keys["quorum"][1]) if "quorum" in keys else "majority",
+            public_text=self._public_text(keys["public_text"][1]) if "public_text" in keys else (),
             **settings,  # type: ignore[arg-type]  # values typed per key by setting()
         )
         return _Parsed(rule, self.file, name_node.start_mark.line + 1, inhibitors)
@@ -316,7 +324,7 @@ class _FileParser:
     def _impact(self, node: yaml.Node) -> tuple[Impact, ...]:
         if not isinstance(node, yaml.SequenceNode):
             what = "a list of {status, when} entries"
-            raise self.error(node, f"impact: expected {what}, got {_kind(node)}")
+            raise self.error(node, f"impact: expected {what}, got {kind_of(node)}")
         if not node.value:
             raise self.error(node, "impact: needs at least one {status, when} entry")
         entries = []
@@ -332,8 +340,8 @@ class _FileParser:
                 allowed = ", ".join(IMPACT_STATUSES)
                 raise self.error(status_node, f"status: {problem} (allowed: {allowed})")
             try:
-                when = parse_condition(self.string(when_node, "when"))
-            except ExprError as error:
+                when = parse_when(self.string(when_node, "when"))
+            except WhenError as error:
                 raise self.error(when_node, f"when: {error}") from None
             entries.append(Impact(ComponentStatus(status), when))
         return tuple(entries)
@@ -341,7 +349,7 @@ class _FileParser:
     def _inhibitors(self, node: yaml.Node) -> tuple[tuple[str, int], ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.error(
-                node, f"inhibited_by: expected a list of rule names, got {_kind(node)}"
+                node, f"inhibited_by: expected a list of rule names, got {kind_of(node)}"
             )
         targets = []
         for item in node.value:
@@ -352,63 +360,39 @@ class _FileParser:
         return tuple(targets)
 
     def _template(self, keys: dict[str, Pair], key: str, default: str) -> str:
-        if key not in keys:
-            return default
-        node = keys[key][1]
+        return self._checked(keys[key][1], key) if key in keys else default
+
+    def _checked(self, node: yaml.Node, key: str) -> str:
         text = self.string(node, key)
         try:
-            _check_template(text)
+            check_template(text)
         except ValueError as error:
             raise self.error(node, f"{key}: {error}") from None
         return text
 
+    def _split_by(self, node: yaml.Node) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.error(node, f"split_by: expected a list of labels, got {kind_of(node)}")
+        labels = tuple(self.string(item, "split_by") for item in node.value)
+        if len(set(labels)) != len(labels):
+            raise self.error(node, "split_by: a label is named twice")
+        return labels
 
-def _check_template(text: str) -> None:
-    """Only plain known fields with format specs that work: a bad title fails now, not at 3am."""
-    for _, name, spec, conversion in string.Formatter().parse(text):
-        if name is None:
-            continue
-        if name not in TEMPLATE_FIELDS:
-            if not name or not name.isidentifier():
-                raise ValueError(f"'{{{name}}}': only plain field names are allowed, e.g. {{rule}}")
-            raise ValueError(f"unknown field '{{{name}}}' (known: {', '.join(TEMPLATE_FIELDS)})")
-        if conversion is not None or "{" in (spec or ""):
-            raise ValueError(f"field '{{{name}}}': conversions and nested fields are not allowed")
-        try:
-            format(_TEMPLATE_SAMPLE[name], spec or "")
-        except ValueError as error:
-            raise ValueError(f"field '{{{name}:{spec}}}': {error}") from None
+    def _quorum(self, node: yaml.Node) -> Quorum:
+        wanted = "majority, any, all or a number of instances"
+        if isinstance(node, yaml.ScalarNode) and node.tag == TAG + "int":
+            count = self.scalar(node, "quorum", int, wanted)
+            if 1 <= count <= 100:
+                return count
+            raise self.error(node, f"quorum: expected 1 to 100 instances, got {count}")
+        text = self.scalar(node, "quorum", str, wanted)
+        if text not in ("majority", "any", "all"):
+            raise self.error(node, f"quorum: unknown value '{text}' (allowed: {wanted})")
+        return cast(Quorum, text)
 
-
-def _yaml_problem(error: yaml.YAMLError) -> tuple[int | None, str]:
-    """PyYAML's multi-line report as (line, one line of text)."""
-    if not isinstance(error, yaml.MarkedYAMLError):
-        return None, _one_line(str(error))
-    mark = error.problem_mark or error.context_mark
-    what = _one_line(error.problem or error.context or "unreadable")
-    context, started = error.context, error.context_mark
-    if context and started and error.problem:  # "while parsing X" reads best as a suffix
-        if context.startswith("while"):
-            what = f"{what} ({context} started at line {started.line + 1})"
-        else:
-            what = f"{context} {what}"
-    return (None if mark is None else mark.line + 1), what
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null"
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if not node.tag.startswith(_TAG):
-        return f"a value tagged {node.tag}"
-    kind = node.tag.removeprefix(_TAG)
-    return f"{_KINDS.get(kind, kind)} ({node.value})" if node.value else _KINDS.get(kind, kind)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    def _public_text(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        statuses = tuple(str(status) for status in IncidentStatus)
+        keys = self.mapping(node, statuses, "in public_text")
+        return tuple(
+            (key, self._checked(value, f"public_text.{key}")) for key, (_, value) in keys.items()
+        )

@@ -1,121 +1,140 @@
-"""Per-(rule, component) state and the calendar of deploys and maintenance the engine consults."""
+"""What the engine keeps per rule: a watch per (rule, component), a series per split.
+
+A **series** is what DESIGN's timing rules 1-8 run on: one window per instance (vantage
+point), one verdict, one episode clock. A **watch** is one rule watching one component: its
+series (one per `split_by` label values, or a single one), and the incident they share.
+"""
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable
+from collections import deque
 from dataclasses import dataclass, field
 
-from detector.engine.window import Window
-from detector.model import ComponentStatus, Condition, Deploy, Incident, Maintenance
+from detector.engine.when import When
+from detector.engine.window import Entry, Window
+from detector.model import ComponentStatus, Incident, IncidentStatus
 
-SeriesKey = tuple[str, str]  # (rule name, component id)
+WatchKey = tuple[str, str]  # (rule name, component id): the key of an incident
+SeriesKey = tuple[str, str, tuple[str, ...]]  # (rule, component, split label values)
 
 
 @dataclass(slots=True, eq=False)
 class Series:
-    """One rule watching one component. Identity-hashed: the engine keeps sets of them."""
+    """One split of a watch. Identity-hashed: the engine keeps sets of them."""
 
-    rule: str
-    component: str
-    window: Window = field(default_factory=Window)
-    failing: bool = False  # verdict of the last evaluation
+    watch: Watch
+    split: tuple[str, ...] = ()
+    market: str | None = None  # the `market` value when the rule splits by market
+    track_latency: bool = False
+    windows: dict[str, Window] = field(default_factory=dict)  # by instance
+    solo: Window | None = None  # the only window, while there is exactly one
+    solo_instance: str = ""  # whose window `solo` is
+    suspects: deque[float] = field(default_factory=deque)  # times of suspect results
+    failing: bool = False  # verdict of the last evaluation (after quorum)
     status: ComponentStatus | None = None  # impact of the last failing evaluation
     values: dict[str, float] | None = None  # window metrics of the last judgement
-    condition: Condition | None = None  # the impact condition that matched, if any
-    no_data: int | None = None  # result count when the last judgement had too few
+    matched: When | None = None  # the impact `when` that matched, if any
+    short_count: int | None = None  # result count when the last judgement had too few
+    agree: tuple[int, int] | None = None  # (instances judging it failing, instances)
+    held: bool = False  # only suspect results in the window: nothing moves
     failing_since: float | None = None  # start of the running episode
     deploy_cause: str | None = None  # deploy id the running episode started after
     inhibited: bool = False  # the running episode reached its deadline while inhibited
-    incident: Incident | None = None
-    stable_since: float | None = None
     fresh_after: float | None = None  # restored from a saved state: hold until a result this new
-    timer_at: float | None = None  # open or resolve deadline, if any
+    timer_at: float | None = None  # open deadline, if any
     wake_at: float | None = None  # when the oldest window entry leaves
+    key: SeriesKey = field(init=False)  # (rule, component, split), made once: timers use it
+
+    def __post_init__(self) -> None:
+        self.key = (self.watch.rule, self.watch.component, self.split)
 
     @property
-    def key(self) -> SeriesKey:
+    def rule(self) -> str:
+        return self.watch.rule
+
+    @property
+    def component(self) -> str:
+        return self.watch.component
+
+    def add(self, entry: Entry, instance: str, suspect: bool) -> None:
+        if suspect:  # counts in no quorum; only remembered so a suspect-only window holds
+            self.suspects.append(entry.at)
+            return
+        window = self.windows.get(instance)
+        if window is None:
+            window = self.windows[instance] = Window(self.track_latency)
+            self.solo = window if len(self.windows) == 1 else None
+            self.solo_instance = instance
+        window.add(entry)
+
+    def evict(self, horizon: float) -> int:
+        """Drop what left the window; returns the (non-suspect) results left."""
+        suspects = self.suspects
+        while suspects and suspects[0] <= horizon:
+            suspects.popleft()
+        if len(self.windows) == 1:  # the common case: one vantage point
+            window = next(iter(self.windows.values()))
+            window.evict(horizon)
+            return len(window.entries)
+        total = 0
+        for window in self.windows.values():
+            window.evict(horizon)
+            total += len(window)
+        return total
+
+    def oldest(self) -> float | None:
+        if len(self.windows) == 1 and not self.suspects:  # the common case, kept cheap
+            entries = next(iter(self.windows.values())).entries
+            return entries[0].at if entries else None
+        times = [w.entries[0].at for w in self.windows.values() if w.entries]
+        if self.suspects:
+            times.append(self.suspects[0])
+        return min(times) if times else None
+
+    def failed_markets(self) -> tuple[str, ...]:
+        if self.market is not None:
+            return (self.market,)
+        found: set[str] = set()
+        for window in self.windows.values():
+            found.update(window.failed_markets())
+        return tuple(sorted(found))
+
+    def set_track_latency(self, enabled: bool) -> None:
+        self.track_latency = enabled
+        for window in self.windows.values():
+            window.track_latency(enabled)
+
+
+@dataclass(slots=True, eq=False)
+class Watch:
+    """One rule watching one component: its series and the one incident they share."""
+
+    rule: str
+    component: str
+    series: dict[tuple[str, ...], Series] = field(default_factory=dict)
+    incident: Incident | None = None
+    stable_since: float | None = None  # monitoring since (no series failing)
+    reopen_status: IncidentStatus = IncidentStatus.INVESTIGATING  # status a relapse returns to
+    timer_at: float | None = None  # resolve deadline, if any
+    split_by: tuple[str, ...] = ()  # the rule's split_by its series were made for
+    # Series that freeze the watch: restored and unconfirmed (fresh_after), or held.
+    blockers: set[Series] = field(default_factory=set)
+
+    @property
+    def key(self) -> WatchKey:
         return (self.rule, self.component)
 
+    @property
+    def failing_since(self) -> float | None:
+        """When the earliest running episode of its series began."""
+        times = [s.failing_since for s in self.series.values() if s.failing_since is not None]
+        return min(times) if times else None
 
-class Calendar:
-    """Deploys, bad-deploy flags and maintenance windows, indexed by component."""
 
-    # How long deploys are remembered for a late "flag bad": a day covers any on-call shift.
-    DEPLOY_MEMORY_S = 86_400.0
+@dataclass(frozen=True, slots=True)
+class SeriesError:
+    """A watch whose evaluation raised; the pass went on without it."""
 
-    def __init__(self) -> None:
-        self.deploys: dict[str, Deploy] = {}
-        self.flagged_at: dict[str, float] = {}  # deploy id -> when it was flagged bad
-        self.maintenances: dict[str, Maintenance] = {}
-        self._by_component: dict[str, list[Maintenance]] = {}
-
-    # --- deploys
-    def add_deploy(self, deploy: Deploy) -> None:
-        self.deploys[deploy.id] = deploy
-        if deploy.bad:
-            self.flagged_at.setdefault(deploy.id, deploy.at)
-
-    def flag_bad(self, deploy_id: str, at: float) -> Deploy | None:
-        deploy = self.deploys.get(deploy_id)
-        if deploy is not None:
-            self.flagged_at.setdefault(deploy_id, at)
-        return deploy
-
-    def deploy_before(self, component: str, moment: float, window: float) -> Deploy | None:
-        """The latest deploy naming `component` in `[moment - window, moment]`."""
-        best: Deploy | None = None
-        for deploy in self.deploys.values():
-            recent = component in deploy.components and 0 <= moment - deploy.at <= window
-            if recent and (best is None or deploy.at >= best.at):
-                best = deploy
-        return best
-
-    def flagged_during(self, component: str, since: float) -> Deploy | None:
-        """A deploy naming `component` flagged bad at or after `since` (while it fails)."""
-        for deploy_id, flagged in self.flagged_at.items():
-            deploy = self.deploys[deploy_id]
-            if flagged >= since and component in deploy.components:
-                return deploy
-        return None
-
-    def forget_before(self, horizon: float) -> None:
-        for deploy_id in [d.id for d in self.deploys.values() if d.at < horizon]:
-            del self.deploys[deploy_id]
-            self.flagged_at.pop(deploy_id, None)
-        for maintenance in [m for m in self.maintenances.values() if m.end < horizon]:
-            self.remove_maintenance(maintenance.id)
-
-    # --- maintenance
-    def add_maintenance(self, maintenance: Maintenance) -> None:
-        self.remove_maintenance(maintenance.id)
-        self.maintenances[maintenance.id] = maintenance
-        for component in maintenance.components:
-            self._by_component.setdefault(component, []).append(maintenance)
-
-    def remove_maintenance(self, maintenance_id: str) -> Maintenance | None:
-        old = self.maintenances.pop(maintenance_id, None)
-        if old is not None:
-            for component in old.components:
-                kept = [m for m in self._by_component[component] if m.id != maintenance_id]
-                if kept:
-                    self._by_component[component] = kept
-                else:
-                    del self._by_component[component]
-        return old
-
-    def in_maintenance(self, component: str, now: float) -> bool:
-        windows = self._by_component.get(component)
-        return bool(windows) and any(m.start <= now < m.end for m in windows or ())
-
-    def boundaries_after(self, moment: float) -> float | None:
-        """The next maintenance start or end strictly after `moment`."""
-        times = sorted(t for m in self.maintenances.values() for t in (m.start, m.end))
-        index = bisect.bisect_right(times, moment)
-        return times[index] if index < len(times) else None
-
-    def components_changing(self, after: float, until: float) -> Iterable[str]:
-        """Components whose maintenance starts or ends in `(after, until]`."""
-        for maintenance in self.maintenances.values():
-            if after < maintenance.start <= until or after < maintenance.end <= until:
-                yield from maintenance.components
+    rule: str
+    component: str
+    error: str  # one line: the exception type and message

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from detector.timeutil import parse_duration
+
 LATENCY_METRICS = frozenset({"latency_p50", "latency_p95", "latency_p99", "latency_max"})
 METRICS: frozenset[str] = (
     frozenset({"error_ratio", "success_ratio", "results", "failures", "consecutive_failures"})
@@ -25,7 +27,7 @@ OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
 Evaluator = Callable[[Mapping[str, float]], bool]
 
 
-class ExprError(ValueError):
+class WhenError(ValueError):
     """A `when` expression that cannot be parsed; the message is one line, without location."""
 
 
@@ -81,13 +83,16 @@ _NOT: "not"
 %ignore WS
 """
 _NUMBER = re.compile(r"((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(ms|s|m|)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+# Limits keep a hostile or mangled rule file from costing a RecursionError or minutes of
+# parsing: real conditions are a few comparisons deep and well under a hundred characters.
+MAX_LENGTH = 2000
+MAX_DEPTH = 32
 
 
 def _check_number(token: Token) -> Token:
     # At lexing time, so `0.3and failures > 1` blames the number, not the parse after it.
     if _NUMBER.fullmatch(token) is None:
-        raise ExprError(f"bad number '{token}': units are ms, s and m")
+        raise WhenError(f"bad number '{token}': units are ms, s and m")
     return token
 
 
@@ -105,19 +110,40 @@ _EXPECTED_WORDS = {
 }
 
 
-def parse_condition(text: str) -> Expression:
-    """Parse a `when` expression; raises ExprError with a one-line message."""
+def parse_when(text: str) -> When:
+    """Parse a `when` expression; raises WhenError with a one-line message."""
     if not text.strip():
-        raise ExprError("empty condition")
+        raise WhenError("empty condition")
+    if len(text) > MAX_LENGTH:
+        raise WhenError(f"too long: {len(text)} characters (at most {MAX_LENGTH})")
+    _check_depth(text)
     try:
         tree = _PARSER.parse(text)
     except UnexpectedCharacters as error:
-        raise ExprError(f"unexpected character {error.char!r} {_where(error)}") from None
+        raise WhenError(f"unexpected character {error.char!r} {_where(error)}") from None
     except UnexpectedToken as error:
-        raise ExprError(_token_message(text, error)) from None
+        raise WhenError(_token_message(text, error)) from None
     except UnexpectedInput as error:  # not raised by LALR today; kept so lark changes stay one line
-        raise ExprError(f"syntax error {_where(error)}") from None
-    return Expression(text, _build(tree.children[0]))
+        raise WhenError(f"syntax error {_where(error)}") from None
+    return When(text, _build(tree.children[0]))
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting before anything recursive (tree building, compiling) sees it."""
+    depth = 0
+    nots = 0  # a chain of `not`s nests like parentheses do
+    try:
+        tokens = list(_PARSER.lex(text))
+    except UnexpectedInput:
+        return  # the parser reports it, with its position; lexing is flat, so no depth risk
+    for token in tokens:
+        if token.type == "LPAR":
+            depth += 1
+        elif token.type == "RPAR":
+            depth = max(0, depth - 1)
+        nots = nots + 1 if token.type == "_NOT" else 0
+        if depth + nots > MAX_DEPTH:
+            raise WhenError(f"nested too deeply (more than {MAX_DEPTH} levels of '(' and 'not')")
 
 
 def _where(error: UnexpectedInput) -> str:
@@ -146,7 +172,7 @@ def _token_message(text: str, error: UnexpectedToken) -> str:
 
 def _build(tree: Tree[Token] | Token) -> Node:
     if isinstance(tree, Token):  # the grammar only leaves tokens inside comparisons
-        raise ExprError(f"unexpected '{tree}'")
+        raise WhenError(f"unexpected '{tree}'")
     if tree.data in ("metric_first", "number_first"):
         return _comparison(tree)
     operands = tuple(_build(child) for child in tree.children)
@@ -172,7 +198,7 @@ def _comparison(tree: Tree[Token]) -> Comparison:
     else:
         metric, number, op = last, first, _FLIPPED[op]
     if metric not in METRICS:
-        raise ExprError(_unknown_metric(metric))
+        raise WhenError(_unknown_metric(metric))
     threshold, literal = _number(number, metric)
     return Comparison(metric, op, threshold, literal)
 
@@ -184,16 +210,15 @@ def _unknown_metric(name: str) -> str:
 def _number(text: str, metric: str) -> tuple[float, str]:
     match = _NUMBER.fullmatch(text)
     if match is None:  # _check_number let it through, so this cannot happen
-        raise ExprError(f"bad number '{text}': units are ms, s and m")
+        raise WhenError(f"bad number '{text}': units are ms, s and m")
     digits, unit = match.groups()
     if unit and metric not in LATENCY_METRICS:
-        raise ExprError(f"{text!r} has a unit, but {metric} is not a latency metric")
+        raise WhenError(f"{text!r} has a unit, but {metric} is not a latency metric")
     if metric not in LATENCY_METRICS:
         return float(digits), text
     if not unit:  # bare numbers on latency metrics are seconds; say so in the canonical text
         return float(digits), f"{text}s"
-    # Division keeps `800ms` exactly equal to the float literal 0.8.
-    return (float(digits) / 1000 if unit == "ms" else float(digits) * _UNIT_SECONDS[unit]), text
+    return float(digits) * parse_duration(f"1{unit}"), text  # timeutil's one unit table
 
 
 # -------------------------------------------------------------------------------- compile
@@ -271,8 +296,8 @@ def format_metric(metric: str, value: float) -> str:
     return f"{text}s" if metric in LATENCY_METRICS else text
 
 
-class Expression:
-    """A parsed `when` condition; implements `model.Condition`.
+class When:
+    """A parsed `when` condition; the type of `Impact.when`.
 
     `evaluate` is the compiled closure itself (an attribute, not a method) so a call costs
     no bound-method indirection.
@@ -294,18 +319,18 @@ class Expression:
 
         return _render(self.node, leaf)
 
-    def describe(self) -> str:
+    def canonical(self) -> str:
         """The canonical text: minimal parentheses, metric first, single spaces."""
         return _render(self.node, lambda c: f"{c.metric} {c.op} {c.literal}")
 
     def __str__(self) -> str:
-        return self.describe()
+        return self.canonical()
 
     def __repr__(self) -> str:
-        return f"Expression({self.describe()!r})"
+        return f"When({self.canonical()!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Expression) and other.node == self.node
+        return isinstance(other, When) and other.node == self.node
 
     def __hash__(self) -> int:
         return hash(self.node)

@@ -83,6 +83,22 @@ class Window:
         if self.consecutive_failures > len(entries):
             self.consecutive_failures = len(entries)
 
+    def shift_after(self, moment: float, step: float) -> None:
+        """Move entries stamped after `moment` back by `step` (the wall clock jumped back)."""
+        if not self.entries or self.entries[-1].at <= moment:
+            return
+        moved = sorted(
+            (e._replace(at=e.at - step) if e.at > moment else e for e in self.entries),
+            key=lambda e: e.at,
+        )
+        self.entries = deque(moved)
+        self.failures = sum(1 for item in moved if not item.ok)
+        self.consecutive_failures = 0
+        for item in reversed(moved):
+            if item.ok:
+                break
+            self.consecutive_failures += 1
+
     def oldest(self) -> float | None:
         return self.entries[0].at if self.entries else None
 
