@@ -13,11 +13,15 @@ from typing import Protocol
 
 from structlog.typing import FilteringBoundLogger
 
+from detector.engine.manual import open_manual
 from detector.engine.rulefile import RuleFileError, load_rules
 from detector.model import (
+    ComponentStatus,
     Decision,
     Deploy,
     DeployFlaggedBad,
+    Incident,
+    IncidentOpened,
     IncidentResolved,
     IncidentStatus,
     IncidentUpdate,
@@ -111,6 +115,22 @@ class Control:
         )
         assert update is not None
         return update
+
+    async def open_incident(
+        self,
+        component: str,
+        status: IncidentStatus,
+        component_status: ComponentStatus,
+        title: str,
+        body: str,
+    ) -> Incident:
+        engine = self.pipeline.engine
+        decisions = await self.pipeline.decide(
+            lambda now: open_manual(engine, component, status, component_status, title, body, now)
+        )
+        [incident] = [d.incident for d in decisions if isinstance(d, IncidentOpened)]
+        self.log.warning("incident_opened_by_hand", incident=incident.id, component=component)
+        return incident
 
     async def add_maintenance(self, m: Maintenance) -> Maintenance:
         stored = await asyncio.to_thread(self.pipeline.store.add_maintenance, m)

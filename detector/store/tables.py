@@ -284,8 +284,11 @@ def to_update(row: IncidentUpdateRow) -> IncidentUpdate:
     )
 
 
+_CAUSES: dict[str, Cause] = {"deploy": "deploy", "manual": "manual"}
+
+
 def to_incident(row: IncidentRow, updates: list[IncidentUpdate]) -> Incident:
-    cause: Cause = "deploy" if row.cause == "deploy" else "sustained"
+    cause: Cause = _CAUSES.get(row.cause, "sustained")
     return Incident(
         id=row.id,
         rule=row.rule,

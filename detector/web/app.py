@@ -255,6 +255,7 @@ def make_app(
             *public,
             web.post("/api/v1/deploys", writes.post_deploy),
             web.post("/api/v1/deploys/{id}/bad", writes.flag_deploy_bad),
+            web.post("/api/v1/incidents", writes.post_incident),
             web.post("/api/v1/incidents/{id}/updates", writes.post_incident_update),
             web.post("/api/v1/maintenances", writes.post_maintenance),
             web.delete("/api/v1/maintenances/{id}", writes.delete_maintenance),
