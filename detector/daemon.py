@@ -128,6 +128,7 @@ class Daemon:
             retention=settings.retention,
         )
         self.control = Control(self, self.pipeline, evaluate=self.evaluate, log=self.log)
+        await self.control.sync_recurring()
         self.metrics.set_leader(True)
         self.metrics.config_reloaded(True, self.clock.now())
         self.session = aiohttp.ClientSession(
@@ -238,6 +239,7 @@ class Daemon:
             ("evaluate", self.evaluate, settings.evaluation_interval),
             ("flush", self.flush, settings.flush_interval),
             ("retention", self.prune, 3600.0),
+            ("recurring-maintenance", self._control().sync_recurring, 60.0),
         ):
             start = datetime.fromtimestamp(now + seconds, tz=UTC)
             self.scheduler.add_job(

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
+from detector.recurring import RecurringMaintenance
 from detector.store.base import ComponentRecord
 from probes.base import Credentials, Duration, ProbeSpec, to_seconds
 
@@ -165,6 +166,7 @@ class Settings(_Strict):
     api_token_env: str | None = "DETECTOR_API_TOKEN"
     api_token_file: str | None = None
     api_tokens: list[ApiToken] = Field(default_factory=list)
+    recurring_maintenance: list[RecurringMaintenance] = Field(default_factory=list)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     probe_defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)
@@ -187,6 +189,15 @@ class Settings(_Strict):
         known = {c.id for c in self.components}
         if len(known) != len(self.components):
             raise ValueError("components: duplicate component id")
+        windows = [w.id for w in self.recurring_maintenance]
+        if len(set(windows)) != len(windows):
+            raise ValueError("recurring_maintenance: duplicate id")
+        for window in self.recurring_maintenance:
+            unknown = [c for c in window.components if c not in known]
+            if unknown:
+                raise ValueError(
+                    f"recurring maintenance {window.id!r}: unknown component {unknown[0]!r}"
+                )
         seen: set[str] = set()
         for probe in self.probes:
             if probe.id in seen:
