@@ -2,10 +2,11 @@
 every reader until something changes, because the page is read hardest during an outage.
 
 A snapshot is the body of one response (plain and gzip-compressed), its ETag and content
-type, keyed by path, language and base URL. It is dropped when the pipeline commits, a write
-is accepted, or the config is reloaded (`invalidate`), when a maintenance window starts or
-ends (`valid_until`), and in any case after `max_age` seconds (times and "updated_at" move
-on). Concurrent readers of a missing snapshot wait for one rebuild instead of each doing it.
+type, keyed by path, language and base URL. It is rendered afresh after an accepted write
+(`invalidate`: the writer reads what it wrote), after a pipeline commit (`refresh`: readers
+keep the current one while one reader renders the next), when a maintenance window starts
+or ends (`valid_until`), and at the latest after `max_age` seconds ("Updated <time>" moves
+on). A crowd arriving at a missing snapshot waits for one rendering, not one each.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from detector.clock import Clock
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Key = tuple[str, ...]
-DEFAULT_MAX_AGE = 5.0  # seconds a snapshot lives without a change; also Cache-Control max-age
+# Seconds a snapshot lives without a change: every change renders afresh anyway, so this only
+# moves "Updated <time>" on; each rendering costs tens of ms of CPU at the crowd's expense.
+DEFAULT_MAX_AGE = 30.0
+CACHE_SECONDS = 5  # Cache-Control max-age: browsers and proxies ask again this soon
 _KEPT_HEADERS = ("Content-Type", "Content-Language", "Vary")
 _MAX_SNAPSHOTS = 256  # languages x paths x hosts; beyond this (odd Host headers) start over
 
@@ -168,7 +172,7 @@ class Snapshots:
                 if exc.request is request:
                     return exc.response
                 return await handler(request)  # a waiter: its own response, uncached
-            return respond(rendered, request, self.max_age)
+            return respond(rendered, request)
 
         return cached
 
@@ -179,11 +183,11 @@ class _NotCacheable(Exception):
         self.request, self.response = request, response
 
 
-def respond(rendered: Rendered, request: web.Request, max_age: float) -> web.Response:
+def respond(rendered: Rendered, request: web.Request) -> web.Response:
     headers = {
         **dict(rendered.headers),
         "ETag": rendered.etag,
-        "Cache-Control": f"public, max-age={max(1, int(max_age))}",
+        "Cache-Control": f"public, max-age={CACHE_SECONDS}",
     }
     vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
     headers["Vary"] = ", ".join([*vary, "Accept-Encoding"])
