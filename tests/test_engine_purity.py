@@ -33,7 +33,7 @@ def problems(source: str, module: str) -> list[str]:
             names = [node.module]
         for name in names:
             if not _allowed(name):
-                found.append(f"{module}:{node.lineno}: imports {name}")
+                found.append(f"{module}:{getattr(node, 'lineno', 0)}: imports {name}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             owner_name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")

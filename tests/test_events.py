@@ -289,9 +289,11 @@ def test_written_lines_follow_the_contract() -> None:
 
 def test_instance_and_suspect_default_and_roundtrip() -> None:
     [plain] = list(iter_events([RESULT], "x"))
+    assert isinstance(plain, ProbeResult)
     assert (plain.instance, plain.suspect) == ("", False)
     line = RESULT.replace('"ok"', '"instance": "ams-1", "suspect": true, "ok"')
     [marked] = list(iter_events([line], "x"))
+    assert isinstance(marked, ProbeResult)
     assert (marked.instance, marked.suspect) == ("ams-1", True)
     out = io.BytesIO()
     write_events([plain, marked], out)

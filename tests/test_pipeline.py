@@ -10,9 +10,11 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import cast
 
 import apscheduler.schedulers.base
 import pytest
@@ -23,57 +25,61 @@ from factories import T0
 from detector.clock import ManualClock
 from detector.clockwatch import ClockWatch
 from detector.daemon import Daemon
+from detector.engine.when import When
 from detector.logs import configure
-from detector.model import Decision
+from detector.model import ComponentStatus, Decision, Impact
 from detector.settings import load_settings
 
 pytestmark = pytest.mark.usefixtures("credentials")
 
 
-@dataclass
-class SeriesError:  # the shape helper B's engine reports (rule, component, error)
-    rule: str
-    component: str
-    error: Exception
+class Boom:
+    """A `when` whose evaluation raises: stands in for any bug in one rule."""
+
+    text = "boom"
+    metrics = frozenset({"error_ratio"})
+
+    def evaluate(self, values: Mapping[str, float]) -> bool:
+        raise ZeroDivisionError("division by zero")
+
+    def explain(self, values: Mapping[str, float]) -> str:
+        return "boom"
 
 
 async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
 ) -> None:
     out = io.StringIO()
     daemon = make_daemon(tmp_path, sandbox, clock, out)
     async with running(daemon, schedule=False, serve=False):
         engine, control = daemon.engine, daemon.control
         assert control is not None
-        evaluate = engine.evaluate
-        broken: dict[tuple[str, str], int] = {}
-
-        def isolating_evaluate(now: float) -> list[Decision]:
-            key = ("carrier-label-creation", "carriers/dhl")
-            broken[key] = broken.get(key, 0) + 1
-            engine.errors = [SeriesError(*key, ZeroDivisionError("division by zero"))]  # type: ignore[attr-defined]
-            engine.broken = dict(broken)  # type: ignore[attr-defined]
-            return evaluate(now)
-
-        monkeypatch.setattr(engine, "evaluate", isolating_evaluate)
+        name = "carrier-label-creation"
+        broken = replace(
+            engine.rules[name], impact=(Impact(ComponentStatus.MAJOR_OUTAGE, cast(When, Boom())),)
+        )
+        engine.set_rules([broken, *(r for r in engine.rules.values() if r.name != name)])
         for _ in range(2):
             await daemon.probe_all()
             await daemon.evaluate()
-        assert daemon.metrics.get("detector_rule_evaluation_failures_total") == 2
-        [first, _] = [
+        failures = daemon.metrics.get("detector_rule_evaluation_failures_total")
+        assert failures is not None and failures >= 2
+        logged = [
             json.loads(line)
             for line in out.getvalue().splitlines()
             if "series_evaluation_failed" in line
         ]
-        assert (first["rule"], first["component"], first["error"]) == (
-            "carrier-label-creation",
-            "carriers/dhl",
-            "division by zero",
-        )
-        assert len(control.readiness()) == 3  # two bad passes: not named yet
+        assert len(logged) == failures
+        assert {(e["rule"], e["error"]) for e in logged} == {
+            (name, "ZeroDivisionError: division by zero")
+        }
+        dhl = [e for e in logged if e["component"] == "carriers/dhl"]
+        assert dhl, logged
+        assert not any(k.startswith("series ") for k in control.readiness())  # not named yet
+        await daemon.probe_all()
         await daemon.evaluate()
         checks = control.readiness()
-        assert checks["series carrier-label-creation carriers/dhl evaluates"] is False
+        assert checks[f"series {name} carriers/dhl evaluates"] is False
         assert checks["store"] is True
 
 
