@@ -4,11 +4,16 @@ language for the page) and served from snapshots with ETag, Cache-Control and gz
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from apikit import AUTH, NOW, PUBLIC_PATHS, Client, commit, open_incident
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from apikit import AUTH, MAJOR, NOW, PUBLIC_PATHS, Client, commit, open_incident
+from daemonkit import make_daemon, running
 
 from detector.clock import ManualClock
-from detector.model import Maintenance
+from detector.model import IncidentStatus, Maintenance
 from detector.store.sql import SqlStore
 from detector.web.app import SNAPSHOTS
 
@@ -154,3 +159,25 @@ async def test_a_refresh_serves_the_current_snapshot_while_one_renders(
     await snapshots.settled()
     after = await (await client.get(SUMMARY)).json()
     assert [i["id"] for i in after["incidents"]] == ["inc-1"]
+
+
+@pytest.mark.usefixtures("credentials")
+async def test_the_daemon_refreshes_snapshots_after_each_commit(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock
+) -> None:
+    daemon = make_daemon(tmp_path, sandbox, clock)
+    async with running(daemon, schedule=False), aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{daemon.bound_port}{SUMMARY}"
+        assert daemon.runner is not None
+        snapshots = daemon.runner.app[SNAPSHOTS]
+        async with session.get(url) as response:
+            assert (await response.json())["incidents"] == []
+        assert daemon.control is not None  # not through the API: only the commit tells
+        await daemon.control.open_incident(
+            "carriers/ups", IncidentStatus.INVESTIGATING, MAJOR, "UPS down", "UPS is down."
+        )
+        async with session.get(url) as response:
+            await response.read()  # the crowd gets the current snapshot while one renders
+        await snapshots.settled()
+        async with session.get(url) as response:
+            assert [i["name"] for i in (await response.json())["incidents"]] == ["UPS down"]
