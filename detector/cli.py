@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What on-call may open an incident with (detector.web.write checks the same).
+_OPEN_STATUSES = ["investigating", "identified", "monitoring"]
+_IMPACTS = ["degraded_performance", "partial_outage", "major_outage"]
+
+
 def _daemon_options(
     parser: argparse.ArgumentParser,
     *,
@@ -150,6 +155,22 @@ def _operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     update.add_argument("id")
     update.add_argument("--status", required=True, choices=["identified", "monitoring", "resolved"])
     update.add_argument("--body", required=True)
+    opened = _daemon_options(
+        actions.add_parser("open", help="open one by hand through the daemon"), api=True
+    )
+    opened.add_argument("--component", required=True, metavar="ID")
+    opened.add_argument("--title", required=True)
+    opened.add_argument("--body", required=True, help="the first public update")
+    opened.add_argument("--status", default="investigating", choices=_OPEN_STATUSES)
+    opened.add_argument("--component-status", default="major_outage", choices=_IMPACTS)
+
+    audit = _daemon_options(
+        sub.add_parser("audit", help="who wrote what, newest first"), store=True
+    )
+    audit.add_argument("--since", metavar="TIME")
+    audit.add_argument("--actor", metavar="NAME")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.set_defaults(handler=commands.audit)
 
     actions = _actions(sub, "deploy", "record a deploy or flag one bad")
     record = _daemon_options(actions.add_parser("record"), api=True)

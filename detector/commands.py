@@ -100,6 +100,16 @@ def incidents(args: argparse.Namespace) -> int:
         reply = _api(args, "POST", f"/api/v1/incidents/{args.id}/updates", body)
         print(json.dumps(reply, indent=2))
         return 0
+    if args.action == "open":
+        body = {
+            "component": args.component,
+            "title": args.title,
+            "body": args.body,
+            "status": args.status,
+            "component_status": args.component_status,
+        }
+        print(json.dumps(_api(args, "POST", "/api/v1/incidents", body), indent=2))
+        return 0
     from detector.store import open_store
 
     store = open_store(_store_url(args))
@@ -192,6 +202,26 @@ def maintenance(args: argparse.Namespace) -> int:
                 f"{item['id']}  {item['status']:<11} {item['scheduled_for']}"
                 f" .. {item['scheduled_until']}  {item['name']}"
             )
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    """The audit trail, newest first: when, who, what, on what, details."""
+    from detector.store import open_store
+
+    since = parse_time(args.since) if args.since else None
+    if args.limit < 1:
+        raise CommandError("--limit: must be at least 1")
+    store = open_store(_store_url(args))
+    try:
+        for entry in store.list_audit(since=since, actor=args.actor, limit=args.limit):
+            details = json.dumps(dict(entry.details), ensure_ascii=False, sort_keys=True)
+            print(
+                f"{format_time(entry.at)}  {entry.actor:<12} {entry.action:<18}"
+                f" {entry.target or '-':<24} {entry.outcome}  {details}"
+            )
+    finally:
+        store.close()
     return 0
 
 

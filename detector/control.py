@@ -13,11 +13,15 @@ from typing import Protocol
 
 from structlog.typing import FilteringBoundLogger
 
+from detector.engine.manual import open_manual
 from detector.engine.rulefile import RuleFileError, load_rules
 from detector.model import (
+    ComponentStatus,
     Decision,
     Deploy,
     DeployFlaggedBad,
+    Incident,
+    IncidentOpened,
     IncidentResolved,
     IncidentStatus,
     IncidentUpdate,
@@ -26,6 +30,7 @@ from detector.model import (
     Rule,
 )
 from detector.pipeline import Pipeline
+from detector.recurring import is_occurrence, occurrences, stale
 from detector.settings import ConfigError, Settings, load_settings
 
 # Settings a reload cannot apply to a running daemon (sockets, store, logging, jobs, token).
@@ -42,6 +47,7 @@ RESTART_ONLY = (
     "page_language",
     "api_token_env",
     "api_token_file",
+    "api_tokens",
     "header_timeout",
     "max_connections",
     "notifications",  # the dispatcher holds its channels (and their secrets) from the start
@@ -121,6 +127,22 @@ class Control:
         assert update is not None
         return update
 
+    async def open_incident(
+        self,
+        component: str,
+        status: IncidentStatus,
+        component_status: ComponentStatus,
+        title: str,
+        body: str,
+    ) -> Incident:
+        engine = self.pipeline.engine
+        decisions = await self.pipeline.decide(
+            lambda now: open_manual(engine, component, status, component_status, title, body, now)
+        )
+        [incident] = [d.incident for d in decisions if isinstance(d, IncidentOpened)]
+        self.log.warning("incident_opened_by_hand", incident=incident.id, component=component)
+        return incident
+
     async def add_maintenance(self, m: Maintenance) -> Maintenance:
         self._leader_only()
         stored = await asyncio.to_thread(self.pipeline.store.add_maintenance, m)
@@ -129,8 +151,31 @@ class Control:
         await self.evaluate()
         return stored
 
+    async def sync_recurring(self) -> None:
+        """The config's recurring windows, as occurrences up to a week ahead, into the store
+        (ids are deterministic: rewriting one changes nothing) and the engine; occurrences
+        not started that the config no longer asks for go. Run at start, on reload, each minute."""
+        store, engine, now = self.pipeline.store, self.pipeline.engine, self.pipeline.clock.now()
+        wanted = occurrences(self.host.settings.recurring_maintenance, now)
+        stored = await asyncio.to_thread(store.list_maintenances, ending_after=now)
+        known, added = {m.id: m for m in stored}, 0
+        for maintenance in wanted:
+            if known.get(maintenance.id) != maintenance:
+                await asyncio.to_thread(store.add_maintenance, maintenance)
+                added += 1
+            if engine.calendar.maintenances.get(maintenance.id) != maintenance:
+                engine.add_maintenance(maintenance)
+        removed = stale(stored, wanted, now)
+        for maintenance_id in removed:
+            await asyncio.to_thread(store.cancel_maintenance, maintenance_id, now)
+            engine.cancel_maintenance(maintenance_id)
+        if added or removed:
+            self.log.info("recurring_maintenance_synced", added=added, removed=len(removed))
+
     async def cancel_maintenance(self, maintenance_id: str) -> None:
         self._leader_only()
+        if is_occurrence(maintenance_id):  # it would be back at the next sync
+            raise ValueError("a recurring window's occurrence: change recurring_maintenance")
         now = self.pipeline.clock.now()
         await asyncio.to_thread(self.pipeline.store.cancel_maintenance, maintenance_id, now)
         self.pipeline.engine.cancel_maintenance(maintenance_id)
@@ -152,6 +197,7 @@ class Control:
         if restart_only:  # applied at the next start; say so rather than ignore it silently
             self.log.warning("reload_needs_restart", fields=restart_only)
         await self.host.apply(settings, rules)
+        await self.sync_recurring()
         self.rules_loaded = bool(rules)
         metrics.config_reloaded(True, now)
         probes = len(settings.probe_specs)

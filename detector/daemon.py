@@ -39,7 +39,7 @@ from detector.selfcheck import SelfCheck
 from detector.settings import Settings
 from detector.store import open_store
 from detector.store.base import Store, StoreError
-from detector.web.app import make_app
+from detector.web.app import SNAPSHOTS, make_app
 from detector.web.server import Limits, start_server
 from probes.base import ProbeSpec, run_probe, trace_config
 
@@ -130,6 +130,7 @@ class Daemon:
             max_buffered=settings.max_buffered_results,
         )
         self.control = Control(self, self.pipeline, evaluate=self.evaluate, log=self.log)
+        await self.control.sync_recurring()
         self.metrics.config_reloaded(True, self.clock.now())
         self.session = aiohttp.ClientSession(
             trace_configs=[trace_config()],
@@ -216,11 +217,13 @@ class Daemon:
             control=self._control(),
             metrics=self.metrics,
             clock=self.clock,
-            token=settings.api_token(),
+            token=None,
+            tokens=settings.named_api_tokens(),
             page_name=settings.page_name,
             page_url=settings.page_url,
             page_language=settings.page_language,
         )
+        self._pipeline().committed.append(app[SNAPSHOTS].refresh)  # readers see each commit
         limits = Limits(
             header_timeout=settings.header_timeout, max_connections=settings.max_connections
         )
@@ -245,6 +248,7 @@ class Daemon:
             ("flush", self._pipeline().flush, settings.flush_interval),  # with its backoff
             ("retention", self.prune, 3600.0),
             ("lease", self.lead, settings.lease_ttl / 3),
+            ("recurring-maintenance", self._control().sync_recurring, 60.0),
         ):
             start = datetime.fromtimestamp(now + seconds, tz=UTC)
             self.scheduler.add_job(

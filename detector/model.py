@@ -198,7 +198,7 @@ class Rule:
 
 # ---------------------------------------------------------------------------------- output
 
-Cause = Literal["sustained", "deploy"]
+Cause = Literal["sustained", "deploy", "manual"]
 EpisodeOutcome = Literal["incident", "too_short", "maintenance", "inhibited", "pending"]
 
 

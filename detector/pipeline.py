@@ -72,7 +72,7 @@ class Pipeline:
         # One decision at a time: evaluations and manual updates both change the engine.
         self.lock = asyncio.Lock()
         self._saved_statuses: dict[str, ComponentStatus] = {}
-        self.committed: Callable[[], None] = lambda: None  # the notification dispatcher's wake
+        self.committed: list[Callable[[], None]] = []  # called after each commit that wrote
         self.leadership = leadership  # None: the one daemon, always leading
         self.instance = instance
         self.max_buffered = max_buffered
@@ -193,7 +193,8 @@ class Pipeline:
         del self.pending[: len(pending)]
         engine.changed = False
         self._saved_statuses = statuses
-        self.committed()
+        for callback in self.committed:
+            callback()
 
     def account(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:

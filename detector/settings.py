@@ -26,6 +26,7 @@ from pydantic import (
 
 from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
 from detector.notify.config import Channel, unique_names
+from detector.recurring import RecurringMaintenance
 from detector.store.base import ComponentRecord
 from probes.base import Credentials, Duration, ProbeSpec, to_seconds
 
@@ -77,6 +78,20 @@ class SecretRef(_Strict):
     username_file: str | None = None
     password_file: str | None = None
     token_file: str | None = None
+
+
+class ApiToken(_Strict):
+    """A named write-API token; the name is the actor in the audit trail."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+    token_env: str | None = None
+    token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiToken:
+        if (self.token_env is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token_env and token_file")
+        return self
 
 
 class ProbeDefaults(_Strict):
@@ -157,6 +172,8 @@ class Settings(_Strict):
     self_check: SelfCheck = Field(default_factory=SelfCheck)
     api_token_env: str | None = "DETECTOR_API_TOKEN"
     api_token_file: str | None = None
+    api_tokens: list[ApiToken] = Field(default_factory=list)
+    recurring_maintenance: list[RecurringMaintenance] = Field(default_factory=list)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     probe_defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)
@@ -182,6 +199,15 @@ class Settings(_Strict):
         known = {c.id for c in self.components}
         if len(known) != len(self.components):
             raise ValueError("components: duplicate component id")
+        windows = [w.id for w in self.recurring_maintenance]
+        if len(set(windows)) != len(windows):
+            raise ValueError("recurring_maintenance: duplicate id")
+        for window in self.recurring_maintenance:
+            unknown = [c for c in window.components if c not in known]
+            if unknown:
+                raise ValueError(
+                    f"recurring maintenance {window.id!r}: unknown component {unknown[0]!r}"
+                )
         seen: set[str] = set()
         for probe in self.probes:
             if probe.id in seen:
@@ -216,6 +242,24 @@ class Settings(_Strict):
 
     def api_token(self) -> str | None:
         return _secret(self.api_token_env, self.api_token_file, required=False)
+
+    def named_api_tokens(self) -> dict[str, str]:
+        """Name -> token of every write-API token; the single-token form is "default".
+        ValueError when one cannot be read or two names share a token (whose act?)."""
+        tokens = {}
+        single = self.api_token()
+        if single:
+            tokens["default"] = single
+        for named in self.api_tokens:
+            if named.name in tokens:
+                raise ValueError(f"api_tokens: name {named.name!r} used twice")
+            token = _secret(named.token_env, named.token_file)
+            if not token:
+                raise ValueError(f"api_tokens: {named.name!r} has an empty token")
+            if token in tokens.values():
+                raise ValueError(f"api_tokens: {named.name!r} has the same token as another")
+            tokens[named.name] = token
+        return tokens
 
 
 def _secret(env: str | None, file: str | None, *, required: bool = True) -> str | None:
@@ -290,9 +334,11 @@ def load_settings(path: str | Path, *, resolve_secrets: bool = True) -> Settings
     if not resolve_secrets:
         return settings
     try:
-        settings.api_token()  # an unreadable token file is a config error, found at check time
+        settings.named_api_tokens()  # an unreadable token is a config error, found at check time
     except ValueError as exc:
         field = "api_token_file" if settings.api_token_file else "api_token_env"
+        if str(exc).startswith("api_tokens") or settings.api_tokens:
+            field = "api_tokens"
         raise ConfigError(_located(path, root, (field,), str(exc))) from None
     for i, channel in enumerate(settings.notifications):  # secrets readable at check time
         try:

@@ -79,6 +79,23 @@ class StoreControl:
         add = self.store.add_incident_update
         return await asyncio.to_thread(add, incident_id, status, body, self.clock.now())
 
+    async def open_incident(
+        self,
+        component: str,
+        status: IncidentStatus,
+        component_status: ComponentStatus,
+        title: str,
+        body: str,
+    ) -> Incident:
+        incident = make_incident(
+            f"manual-{component}", self.clock.now(), component=component, title=title,
+            status=status, impact=component_status, body=body,
+        )  # fmt: skip
+        statuses = {component: component_status}
+        decisions = [IncidentOpened(incident)]
+        await asyncio.to_thread(self.store.commit_engine, decisions, {}, statuses, self.clock.now())
+        return incident
+
     async def add_maintenance(self, m: Maintenance) -> Maintenance:
         return await asyncio.to_thread(self.store.add_maintenance, m)
 

@@ -7,6 +7,7 @@ from apikit import NOW, Client, commit, open_incident
 
 from detector.model import IncidentStatus, Maintenance
 from detector.store.sql import SqlStore
+from detector.web.app import SNAPSHOTS
 
 
 def windows(store: SqlStore) -> None:
@@ -62,6 +63,7 @@ async def test_a_verifying_window_and_how_it_completes(client: Client, store: Sq
     assert "Verifying" in section and "In progress" in section and "Done" not in section
     # once DHL is back, the window is completed
     store.add_incident_update("inc-1", IncidentStatus.RESOLVED, "Fixed.", NOW)
+    client.app[SNAPSHOTS].invalidate()  # as the daemon's commit does
     assert (await listed(client, "scheduled-maintenances.json"))["m-verifying"] == "completed"
 
 

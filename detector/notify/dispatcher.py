@@ -338,5 +338,5 @@ class Dispatcher:
             episodes=lambda: pipeline.engine.running_episodes(),
             should_run=pipeline.leading,  # the leader delivers; standbys keep the outbox
         )
-        pipeline.committed = dispatcher.wake
+        pipeline.committed.append(dispatcher.wake)
         return dispatcher

@@ -23,6 +23,7 @@ from detector.model import (
 )
 
 if TYPE_CHECKING:
+    from detector.store.audit import AuditEntry
     from detector.store.lease import Fence
 
 
@@ -139,6 +140,14 @@ class Store(Protocol):
     def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
         """Windows ending after `ending_after`, soonest first: active and upcoming ones, or
         (with a past time) those of a span of history too."""
+
+    # --- the audit trail of the write API (`detector.store.audit`)
+    def add_audit(self, entry: AuditEntry) -> None: ...
+
+    def list_audit(
+        self, *, since: float | None = None, actor: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Newest first."""
 
     # --- history for `detector export`
     def export_events(self, since: float, until: float) -> Iterator[Event]:

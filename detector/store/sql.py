@@ -39,7 +39,8 @@ from detector.model import (
     Maintenance,
     ProbeResult,
 )
-from detector.store import history, migrate, tables
+from detector.store import audit, history, migrate, tables
+from detector.store.audit import AuditEntry
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
 from detector.store.database import (
     DEFAULT_URL,
@@ -78,6 +79,20 @@ class SqlStore(OutboxMixin, LeaseStore):
         """One transaction: committed on success, rolled back on any failure."""
         with store_errors(action, self.url), Session(self.engine) as session, session.begin():
             yield session
+
+    @contextmanager
+    def _audited(self, action: str) -> Iterator[Session]:
+        """A session that also writes the write API's pending audit entry, if any: the
+        record of a change commits or rolls back with the change."""
+        announced = audit.pending.get()
+        with self._session(action) as session:
+            yield session
+            if announced is not None and not announced.written:
+                session.exec(audit.insert(announced.entry))
+            else:
+                announced = None
+        if announced is not None:
+            announced.written = True
 
     def _insert(self, table: Table) -> SqliteInsert | PostgresInsert:
         return postgres_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
@@ -170,7 +185,7 @@ class SqlStore(OutboxMixin, LeaseStore):
         now: float,
         fence: Fence | None = None,
     ) -> None:
-        with self._session("commit engine decisions") as session:
+        with self._audited("commit engine decisions") as session:
             if fence is not None:  # checked first, in this transaction: see store.lease
                 check_fence(session.connection(), fence)
             for decision in decisions:
@@ -270,7 +285,7 @@ class SqlStore(OutboxMixin, LeaseStore):
     def add_incident_update(
         self, incident_id: str, status: IncidentStatus, body: str, now: float
     ) -> IncidentUpdate:
-        with self._session("add incident update") as session:
+        with self._audited("add incident update") as session:
             row = session.get(IncidentRow, incident_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no incident {incident_id!r}")
@@ -339,11 +354,11 @@ class SqlStore(OutboxMixin, LeaseStore):
             components=list(deploy.components),
             bad=deploy.bad,
         )
-        with self._session("add deploy") as session:
+        with self._audited("add deploy") as session:
             session.exec(statement)
 
     def flag_deploy_bad(self, deploy_id: str, now: float) -> Deploy:
-        with self._session("flag deploy bad") as session:
+        with self._audited("flag deploy bad") as session:
             row = session.get(DeployRow, deploy_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no deploy {deploy_id!r}")
@@ -375,12 +390,12 @@ class SqlStore(OutboxMixin, LeaseStore):
             title=stored.title,
             created_at=stored.created_at,  # not in the upsert's update list: an edit keeps it
         )
-        with self._session("add maintenance") as session:
+        with self._audited("add maintenance") as session:
             session.exec(statement)
         return stored
 
     def cancel_maintenance(self, maintenance_id: str, now: float) -> None:
-        with self._session("cancel maintenance") as session:
+        with self._audited("cancel maintenance") as session:
             row = session.get(MaintenanceRow, maintenance_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no maintenance {maintenance_id!r}")
@@ -398,6 +413,18 @@ class SqlStore(OutboxMixin, LeaseStore):
         )
         with self._session("list maintenances") as session:
             return [tables.to_maintenance(row) for row in session.exec(query).all()]
+
+    # --- the audit trail
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        with self._session("add audit record") as session:
+            session.exec(audit.insert(entry))
+
+    def list_audit(
+        self, *, since: float | None = None, actor: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        with self._session("list audit records") as session:
+            return [audit.entry(row) for row in session.exec(audit.query(since, actor, limit))]
 
     # --- history
 

@@ -188,6 +188,20 @@ class LeaseRow(StoreTable, table=True):
     token: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
+class AuditRow(StoreTable, table=True):
+    """One accepted write through the API (`detector.store.audit`)."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    at: float = Field(sa_type=Double, index=True)
+    actor: str = Field(index=True)
+    action: str
+    target: str = ""
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    outcome: str
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, Mapping):
         return dict(value)
@@ -214,6 +228,7 @@ maintenances = _table("maintenances")
 probe_results = _table("probe_results")
 engine_state = _table("engine_state")
 leases = _table("leases")
+audit = _table("audit")
 
 # ----------------------------------------------------------------------- row <-> value
 
@@ -285,8 +300,11 @@ def to_update(row: IncidentUpdateRow) -> IncidentUpdate:
     )
 
 
+_CAUSES: dict[str, Cause] = {"deploy": "deploy", "manual": "manual"}
+
+
 def to_incident(row: IncidentRow, updates: list[IncidentUpdate]) -> Incident:
-    cause: Cause = "deploy" if row.cause == "deploy" else "sustained"
+    cause: Cause = _CAUSES.get(row.cause, "sustained")
     return Incident(
         id=row.id,
         rule=row.rule,

@@ -22,14 +22,17 @@ from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
 from detector.web import statuspage, unsubscribe
+from detector.web.i18n import choose_language
 from detector.web.page import HISTORY_SECONDS
 from detector.web.site import Site
-from detector.web.write import ApiError, Control, WriteApi, json_response
+from detector.web.snapshot import DEFAULT_MAX_AGE, Key, Snapshots
+from detector.web.write import ACTOR, ApiError, Control, WriteApi, json_response
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IncidentsWanted = Literal["none", "unresolved", "recent", "page"]
+SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 
 
 # ---------------------------------------------------------------------------- the app
@@ -51,6 +54,15 @@ class _Api:
             response = await handler(request)
         except ApiError as exc:
             response = json_response({"error": exc.message}, exc.status, exc.headers)
+            if request.method not in ("GET", "HEAD"):  # rejected writes: logged, not stored
+                log.info(
+                    "api.write_rejected",
+                    method=request.method,
+                    path=request.path,
+                    actor=request.get(ACTOR),
+                    status=exc.status,
+                    error=exc.message,
+                )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -66,7 +78,15 @@ class _Api:
             response = json_response({"error": "internal error"}, 500)
         if request.path.startswith("/api/v2/"):
             response.headers["Access-Control-Allow-Origin"] = "*"
+        if request.method not in ("GET", "HEAD") and response.status < 400:
+            request.app[SNAPSHOTS].invalidate()  # an accepted write changes what readers see
         return response
+
+    async def next_boundary(self, now: float) -> float | None:
+        """When a maintenance window next starts or ends: the public view changes then."""
+        maintenances = await asyncio.to_thread(self.store.list_maintenances, ending_after=now)
+        times = [t for m in maintenances for t in (m.start, m.end) if t > now]
+        return min(times, default=None)
 
     async def read_store(
         self, request: web.Request, incidents: IncidentsWanted, maintenances_after: float | None
@@ -176,14 +196,17 @@ def make_app(
     metrics: Metrics,
     clock: Clock,
     token: str | None,
+    tokens: Mapping[str, str] | None = None,
     page_name: str = "Status",
     group_names: Mapping[str, str] | None = None,
     max_body_bytes: int = 64 * 1024,
     page_url: str = "",
     page_id: str = "detector",
     page_language: str = "en",
+    snapshot_max_age: float = DEFAULT_MAX_AGE,
 ) -> web.Application:
-    """The one aiohttp application. `page_url` is the public base URL of the status page
+    """The one aiohttp application. `tokens` maps names (the audit's actors) to bearer
+    tokens; `token` alone is named "default". `page_url` is the public base URL of the status page
     (for Statuspage `url` and incident `shortlink`); empty means the request's own host."""
     page = statuspage.PageInfo(
         id=page_id,
@@ -193,11 +216,29 @@ def make_app(
     )
     api = _Api(store, control, metrics, clock, page)
     site = Site(store, clock, page, page_language)
-    writes = WriteApi(store, control, clock, token or None, max_body_bytes)
+    named = dict(tokens or {})
+    if token:  # the single-token form: its actor is "default"
+        named.setdefault("default", token)
+    writes = WriteApi(store, control, clock, named, max_body_bytes)
     app = web.Application(middlewares=[api.errors], client_max_size=max_body_bytes)
     app.on_response_prepare.append(_security_headers)
+    # Readers get snapshots (app[SNAPSHOTS]); the daemon invalidates them after each commit.
+    snapshots = app[SNAPSHOTS] = Snapshots(
+        clock, max_age=snapshot_max_age, boundary=api.next_boundary
+    )
+
+    def json_key(request: web.Request) -> Key:
+        return (request.path, "" if page.url else f"{request.scheme}://{request.host}")
+
+    def page_key(request: web.Request) -> Key:
+        accept = request.headers.get("Accept-Language")
+        return (
+            *json_key(request),
+            choose_language(request.query.get("lang"), accept, site.language),
+        )
+
     public = [
-        web.get(f"/api/v2/{path}", api.public(build, incidents, history))
+        web.get(f"/api/v2/{path}", snapshots.serve(json_key, api.public(build, incidents, history)))
         for path, build, incidents, history in _PUBLIC
     ]
     app.router.add_routes(
@@ -205,7 +246,7 @@ def make_app(
             web.get("/metrics", api.metrics_page),
             web.get("/healthz", api.healthz),
             web.get("/readyz", api.readyz),
-            web.get("/", site.index),
+            web.get("/", snapshots.serve(page_key, site.index)),
             web.get("/history", site.history),
             web.get("/history.atom", site.feed("atom")),
             web.get("/history.rss", site.feed("rss")),
@@ -214,6 +255,7 @@ def make_app(
             *public,
             web.post("/api/v1/deploys", writes.post_deploy),
             web.post("/api/v1/deploys/{id}/bad", writes.flag_deploy_bad),
+            web.post("/api/v1/incidents", writes.post_incident),
             web.post("/api/v1/incidents/{id}/updates", writes.post_incident_update),
             web.post("/api/v1/maintenances", writes.post_maintenance),
             web.delete("/api/v1/maintenances/{id}", writes.delete_maintenance),

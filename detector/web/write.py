@@ -1,8 +1,11 @@
 """The bearer-protected write API that on-call engineers and deploy pipelines call: recording
-and flagging deploys, incident updates, maintenances and the config reload.
+and flagging deploys, opening incidents by hand and updating them, maintenances and the
+config reload.
 
-Writes go through `Control`, which the daemon implements, so the engine sees every deploy,
-flag and maintenance as it happens. `detector.web.app` mounts these handlers in `make_app`.
+Several named tokens; the name of the one presented is the actor of the audit record every
+accepted write leaves (`accepted`, `detector.store.audit`). Rejected writes (4xx) are logged,
+not stored. Writes go through `Control`, which the daemon implements, so the engine sees every
+deploy, flag and maintenance as it happens. `detector.web.app` mounts these handlers in `make_app`.
 Every error is `{"error": "<field or thing>: <what is wrong>"}` — never a traceback.
 """
 
@@ -10,39 +13,51 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
+import secrets
 import uuid
-from collections.abc import Awaitable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 
 from detector.clock import Clock
 from detector.model import (
-    COMPONENT_ID_PATTERN,
+    ComponentStatus,
     Deploy,
+    Incident,
     IncidentStatus,
     IncidentUpdate,
     Maintenance,
 )
-from detector.store.base import NotFound, Store
-from detector.timeutil import TimeFormatError, format_time, parse_time
+from detector.store.audit import AuditEntry, auditing
+from detector.store.base import NotFound, Store, StoreError
+from detector.web.body import (
+    COMPONENT_ID,
+    MAX_BODY_CHARS,
+    SAFE_ID,
+    ApiError,
+    Body,
+    deploy_json,
+    incident_json,
+    json_response,
+    maintenance_json,
+    update_json,
+)
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+ACTOR = web.RequestKey("actor", str)  # the name of the token a request presented
 
 MANUAL_STATUSES = (IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING, IncidentStatus.RESOLVED)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_COMPONENT = re.compile(COMPONENT_ID_PATTERN)
-_ANY = re.compile(r".*", re.DOTALL)
-# Control characters (C0 but newline, DEL, C1) and the bidirectional embeddings, overrides and
-# isolates: invisible in a browser, they can make public text read differently from what was
-# sent (a reversed "1 2 3" or a hidden line). Newline only where a field may span lines.
-_CONTROL = "\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-_CONTROL_MULTI_LINE = re.compile(f"[{_CONTROL}]")
-_CONTROL_ONE_LINE = re.compile(f"[\n{_CONTROL}]")
-MAX_BODY_CHARS = 5_000
+OPEN_STATUSES = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED, IncidentStatus.MONITORING)
+OPEN_IMPACTS = (
+    ComponentStatus.DEGRADED_PERFORMANCE,
+    ComponentStatus.PARTIAL_OUTAGE,
+    ComponentStatus.MAJOR_OUTAGE,
+)
 _MAX_FUTURE_SECONDS = 300.0  # a deploy `at` further ahead than this is a clock or typing error
 _MAX_DEPLOY_AGE_SECONDS = 30 * 86400.0  # a deploy older than a month opens nothing; a typo
 _MAX_MAINTENANCE_SECONDS = 90 * 86400.0
@@ -62,6 +77,15 @@ class Control(Protocol):
         self, incident_id: str, status: IncidentStatus, body: str
     ) -> IncidentUpdate: ...
 
+    async def open_incident(
+        self,
+        component: str,
+        status: IncidentStatus,
+        component_status: ComponentStatus,
+        title: str,
+        body: str,
+    ) -> Incident: ...
+
     async def add_maintenance(self, m: Maintenance) -> Maintenance: ...
 
     async def cancel_maintenance(self, maintenance_id: str) -> None: ...
@@ -69,93 +93,6 @@ class Control(Protocol):
     async def reload(self) -> tuple[bool, str]: ...
 
     def readiness(self) -> Mapping[str, bool]: ...
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers or {})
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
-
-
-# ---------------------------------------------------------------------------- validation
-
-
-class Body:
-    """A JSON object from a request, read field by field; any problem is a 400 naming it."""
-
-    def __init__(self, data: Mapping[str, Any], allowed: Collection[str]) -> None:
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field (allowed: {', '.join(allowed)})")
-        self._data = data
-
-    def _get(self, name: str, kind: type, label: str) -> Any:
-        value = self._data[name]
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ApiError(400, f"{name}: expected {label}")
-        return value
-
-    def text(
-        self,
-        name: str,
-        *,
-        max_len: int = 200,
-        pattern: re.Pattern[str] = _ANY,
-        multi_line: bool = False,
-    ) -> str:
-        if name not in self._data:
-            raise ApiError(400, f"{name}: required")
-        value: str = self._get(name, str, "a string")
-        if not value.strip():
-            raise ApiError(400, f"{name}: must not be empty")
-        if len(value) > max_len:
-            raise ApiError(400, f"{name}: longer than {max_len} characters")
-        control = (_CONTROL_MULTI_LINE if multi_line else _CONTROL_ONE_LINE).search(value)
-        if control is not None:
-            raise ApiError(
-                400,
-                f"{name}: control or bidirectional formatting character"
-                f" U+{ord(control.group()):04X} at position {control.start()}",
-            )
-        if not pattern.fullmatch(value):
-            raise ApiError(400, f"{name}: invalid characters or format")
-        return value
-
-    def optional_text(self, name: str, **kwargs: Any) -> str | None:
-        """None when absent or null."""
-        return self.text(name, **kwargs) if self._data.get(name) is not None else None
-
-    def components(self, name: str = "components", *, max_items: int = 100) -> tuple[str, ...]:
-        if name not in self._data:
-            raise ApiError(400, f"{name}: required")
-        values: list[Any] = self._get(name, list, "a list of component ids")
-        if not values or len(values) > max_items:
-            raise ApiError(400, f"{name}: expected 1 to {max_items} component ids")
-        for value in values:
-            if not isinstance(value, str) or not _COMPONENT.match(value) or len(value) > 200:
-                raise ApiError(400, f"{name}: {value!r} is not a component id like carriers/dhl")
-        return tuple(dict.fromkeys(values))
-
-    def time(self, name: str) -> float:
-        text = self.text(name, max_len=64)
-        try:
-            return parse_time(text)
-        except TimeFormatError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
-
-    def optional_time(self, name: str) -> float | None:
-        return self.time(name) if self._data.get(name) is not None else None
-
-    def flag(self, name: str) -> bool:
-        return bool(self._get(name, bool, "true or false")) if name in self._data else False
 
 
 # ---------------------------------------------------------------------------- the handlers
@@ -166,13 +103,14 @@ class WriteApi:
     store: Store
     control: Control
     clock: Clock
-    token: str | None
+    tokens: Mapping[str, str]  # name -> token; the name is the actor in the audit trail
     max_body_bytes: int
 
     # ------------------------------------------------------------------ plumbing
 
-    def authorize(self, request: web.Request) -> None:
-        if self.token is None:
+    def authorize(self, request: web.Request) -> str:
+        """The name of the token presented; 401/403 otherwise."""
+        if not self.tokens:
             raise ApiError(403, "write API disabled: no API token configured")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
@@ -181,8 +119,36 @@ class WriteApi:
             presented = given.strip().encode()
         except UnicodeEncodeError:
             raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID) from None
-        if not hmac.compare_digest(presented, self.token.encode()):  # constant time
+        actor = None
+        for name, token in self.tokens.items():  # every one compared: time says nothing
+            if hmac.compare_digest(presented, token.encode()):
+                actor = name
+        if actor is None:
             raise ApiError(401, "authorization: invalid token", _CHALLENGE_INVALID)
+        request[ACTOR] = actor
+        return actor
+
+    async def accepted(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        details: Mapping[str, Any],
+        what: str,
+        call: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Runs an accepted write with its audit record: in the change's own transaction
+        when the change is a store write, else (reload) right after it."""
+        entry = AuditEntry(self.clock.now(), actor, action, target, details)
+        with auditing(entry) as announced:
+            result = await _controlled(what, call())
+        if not announced.written:
+            try:
+                await asyncio.to_thread(self.store.add_audit, entry)
+            except StoreError as exc:  # the change is made: say so, and say what is missing
+                log.error("audit.write_failed", actor=actor, action=action, error=str(exc))
+        log.info("api.write", actor=actor, action=action, target=target)
+        return result
 
     async def read_json(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
         if (request.content_length or 0) > self.max_body_bytes:
@@ -212,21 +178,26 @@ class WriteApi:
     # ------------------------------------------------------------------ operations
 
     async def reload(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         Body(await self.read_json(request, optional=True), ())
-        ok, message = await self.control.reload()
-        if not ok:  # the files on disk are bad input: 422, the old set keeps running
-            return json_response({"error": message}, 422)
+
+        async def reload() -> str:
+            ok, message = await self.control.reload()
+            if not ok:  # the files on disk are bad input: 422, the old set keeps running
+                raise ApiError(422, message)
+            return message
+
+        message = await self.accepted(actor, "reload", "", {}, "reload", reload)
         return json_response({"status": "reloaded", "message": message})
 
     # ------------------------------------------------------------------ writes
 
     async def post_deploy(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         fields = ("id", "service", "version", "components", "bad", "at")
         body = Body(await self.read_json(request), fields)
         deploy_id = (
-            body.optional_text("id", max_len=128, pattern=_ID) or f"d-{uuid.uuid4().hex[:12]}"
+            body.optional_text("id", max_len=128, pattern=SAFE_ID) or f"d-{uuid.uuid4().hex[:12]}"
         )
         service, version = body.text("service", max_len=100), body.text("version", max_len=100)
         components, bad, at = body.components(), body.flag("bad"), body.optional_time("at")
@@ -237,30 +208,80 @@ class WriteApi:
             raise ApiError(400, "at: more than 30 days in the past")
         await self.check_components(components)
         deploy = Deploy(now if at is None else at, deploy_id, service, version, components, bad)
-        recorded = await _controlled(f"deploy {deploy_id!r}", self.control.record_deploy(deploy))
+        recorded = await self.accepted(
+            actor,
+            "deploy.record",
+            deploy_id,
+            deploy_json(deploy),
+            f"deploy {deploy_id!r}",
+            lambda: self.control.record_deploy(deploy),
+        )
         return json_response(deploy_json(recorded), 201)
 
     async def flag_deploy_bad(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         Body(await self.read_json(request, optional=True), ())
         deploy_id = _path_id(request)
-        call = self.control.flag_deploy_bad(deploy_id)
-        return json_response(deploy_json(await _controlled(f"deploy {deploy_id!r}", call)))
+        flagged = await self.accepted(
+            actor,
+            "deploy.flag_bad",
+            deploy_id,
+            {},
+            f"deploy {deploy_id!r}",
+            lambda: self.control.flag_deploy_bad(deploy_id),
+        )
+        return json_response(deploy_json(flagged))
 
     async def post_incident_update(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         body = Body(await self.read_json(request), ("status", "body"))
         status = body.text("status", max_len=20)
         if status not in MANUAL_STATUSES:
             raise ApiError(400, "status: expected one of identified, monitoring, resolved")
         text = body.text("body", max_len=MAX_BODY_CHARS, multi_line=True)
         incident_id = _path_id(request)
-        call = self.control.update_incident(incident_id, IncidentStatus(status), text)
-        update = await _controlled(f"incident {incident_id!r}", call)
+        update = await self.accepted(
+            actor,
+            "incident.update",
+            incident_id,
+            {"status": status, "body": text},
+            f"incident {incident_id!r}",
+            lambda: self.control.update_incident(incident_id, IncidentStatus(status), text),
+        )
         return json_response(update_json(incident_id, update), 201)
 
+    async def post_incident(self, request: web.Request) -> web.Response:
+        """On-call opens an incident by hand, for what the probes do not cover."""
+        actor = self.authorize(request)
+        fields = ("component", "title", "body", "status", "component_status")
+        body = Body(await self.read_json(request), fields)
+        component = body.text("component", max_len=200, pattern=COMPONENT_ID)
+        title = body.text("title", max_len=200)
+        text = body.text("body", max_len=MAX_BODY_CHARS, multi_line=True)
+        status = body.optional_text("status", max_len=20) or IncidentStatus.INVESTIGATING
+        if status not in OPEN_STATUSES:
+            raise ApiError(400, "status: expected one of investigating, identified, monitoring")
+        impact = body.optional_text("component_status", max_len=30) or ComponentStatus.MAJOR_OUTAGE
+        if impact not in OPEN_IMPACTS:
+            choices = ", ".join(OPEN_IMPACTS)
+            raise ApiError(400, f"component_status: expected one of {choices}")
+        await self.check_components((component,))
+        details = {"component": component, "title": title, "body": text, "status": status,
+                   "component_status": impact}  # fmt: skip
+        incident = await self.accepted(
+            actor,
+            "incident.open",
+            component,
+            details,
+            f"component {component!r}",
+            lambda: self.control.open_incident(
+                component, IncidentStatus(status), ComponentStatus(impact), title, text
+            ),
+        )
+        return json_response(incident_json(incident), 201)
+
     async def post_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         body = Body(await self.read_json(request), ("start", "end", "components", "title"))
         start, end = body.time("start"), body.time("end")
         components, title = body.components(), body.text("title", max_len=200)
@@ -274,15 +295,29 @@ class WriteApi:
         if start > now + _MAX_MAINTENANCE_LEAD_SECONDS:
             raise ApiError(400, "start: more than a year ahead")
         await self.check_components(components)
-        maintenance = Maintenance(start, end, components, title, created_at=now)
-        added = await _controlled("maintenance", self.control.add_maintenance(maintenance))
+        maintenance_id = secrets.token_hex(6)  # here, not in the store: the audit names it
+        maintenance = Maintenance(start, end, components, title, id=maintenance_id, created_at=now)
+        added = await self.accepted(
+            actor,
+            "maintenance.add",
+            maintenance_id,
+            maintenance_json(maintenance),
+            "maintenance",
+            lambda: self.control.add_maintenance(maintenance),
+        )
         return json_response(maintenance_json(added), 201)
 
     async def delete_maintenance(self, request: web.Request) -> web.Response:
-        self.authorize(request)
+        actor = self.authorize(request)
         maintenance_id = _path_id(request)
-        call = self.control.cancel_maintenance(maintenance_id)
-        await _controlled(f"maintenance {maintenance_id!r}", call)
+        await self.accepted(
+            actor,
+            "maintenance.cancel",
+            maintenance_id,
+            {},
+            f"maintenance {maintenance_id!r}",
+            lambda: self.control.cancel_maintenance(maintenance_id),
+        )
         return web.Response(status=204)
 
 
@@ -302,21 +337,6 @@ async def _controlled(what: str, call: Awaitable[T]) -> T:
 
 def _path_id(request: web.Request) -> str:
     value = request.match_info["id"]
-    if not _ID.fullmatch(value):  # nothing stored has such an id; and keep it out of messages
+    if not SAFE_ID.fullmatch(value):  # nothing stored has such an id; and keep it out of messages
         raise ApiError(404, "id: not found")
     return value
-
-
-def deploy_json(deploy: Deploy) -> dict[str, Any]:
-    return {**asdict(deploy), "components": list(deploy.components), "at": format_time(deploy.at)}
-
-
-def update_json(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
-    return {"incident_id": incident_id, **asdict(update), "at": format_time(update.at)}
-
-
-def maintenance_json(maintenance: Maintenance) -> dict[str, Any]:
-    times = {"start": format_time(maintenance.start), "end": format_time(maintenance.end)}
-    if maintenance.created_at is not None:
-        times["created_at"] = format_time(maintenance.created_at)
-    return {**asdict(maintenance), **times, "components": list(maintenance.components)}
