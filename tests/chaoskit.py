@@ -12,6 +12,7 @@ import aiohttp
 import pg
 from aiohttp.test_utils import TestServer
 from daemonkit import write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
@@ -19,7 +20,6 @@ from detector.logs import configure
 from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUpdate
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
 MIN = 60.0
 _names = (f"leader_{os.getpid()}_{n}" for n in itertools.count())
 

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
+from chaoskit import new_database
 from daemonkit import CREDENTIALS, free_port, log_into, port_connects, sqlite_url, wait_for
 from factories import T0
 from pytest_aiohttp import AiohttpServer
@@ -104,6 +105,12 @@ def postgres_server() -> Iterator[str]:
     with pg.start_postgres() as url:
         migrate.upgrade(url)
         yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """A fresh database of its own at the newest schema, on the run's PostgreSQL."""
+    return new_database(postgres_server)
 
 
 @pytest.fixture

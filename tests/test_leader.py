@@ -7,55 +7,25 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import MIN, T0, crash, fault, incident, make_daemon, new_database, step
+from chaoskit import MIN, T0, crash, fault, incident, make_daemon, step
 from sqlalchemy import text
 
 from detector.clock import ManualClock
 from detector.model import ComponentStatus as Status
 from detector.model import IncidentOpened, IncidentResolved, IncidentStatus, IncidentUpdate
-from detector.sandbox import make_app
 from detector.store import SqlStore, StoreError, migrate, open_store
 from detector.store.lease import Fence, Fenced
 
 LONG_LEASE = "lease_ttl: 5m\n"  # the test moves in minutes: each step renews in time
 
 
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with pg.start_postgres() as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> str:
-    return new_database(postgres_server)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
+# postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 # ------------------------------------------------------------------ the lease, on the store
