@@ -12,7 +12,7 @@ from pathlib import Path
 import pg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import MIN, T0, crash, fault, incident, make_daemon, step
+from chaoskit import MIN, T0, crash, fault, incident, make_daemon, start_pair, step
 from sqlalchemy import text
 
 from detector.clock import ManualClock
@@ -20,9 +20,6 @@ from detector.model import ComponentStatus as Status
 from detector.model import IncidentOpened, IncidentResolved, IncidentStatus, IncidentUpdate
 from detector.store import SqlStore, StoreError, migrate, open_store
 from detector.store.lease import Fence, Fenced
-
-LONG_LEASE = "lease_ttl: 5m\n"  # the test moves in minutes: each step renews in time
-
 
 # postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
 pytestmark = pytest.mark.usefixtures("credentials")
@@ -108,10 +105,7 @@ def test_the_database_allows_one_open_incident_per_series(
 async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         assert a.metrics.get("detector_is_leader") == 1
         assert b.metrics.get("detector_is_leader") == 0
@@ -144,10 +138,7 @@ async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
 async def test_a_paused_leader_that_wakes_up_writes_nothing(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         await fault(sandbox, "carriers/dhl")
         for _ in range(3):
@@ -181,10 +172,7 @@ async def test_a_paused_leader_that_wakes_up_writes_nothing(
 async def test_a_clean_stop_hands_over_without_waiting_for_the_lease(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         await a.shutdown()
         await b.lead()
@@ -196,10 +184,7 @@ async def test_a_clean_stop_hands_over_without_waiting_for_the_lease(
 async def test_a_standby_refuses_writes_naming_the_leader_as_the_place(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         assert b.control is not None
         with pytest.raises(ValueError, match="standby: send writes to the leader"):

@@ -10,15 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import fault, make_daemon, step
+from chaoskit import LONG_LEASE, fault, make_daemon, start_pair, step
 from sqlalchemy.engine import make_url
 
 from detector.clock import ManualClock
 from detector.pipeline import MAX_FLUSH_BACKOFF_S
 from detector.store import SqlStore
-
-LONG_LEASE = "lease_ttl: 5m\n"
-
 
 # postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
 pytestmark = pytest.mark.usefixtures("credentials")
@@ -43,10 +40,7 @@ def count_results(url: str) -> int:
 async def test_a_leader_that_loses_the_store_steps_down_and_writes_its_buffer_later(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     assert a.pipeline is not None and a.leadership is not None and a.control is not None
     assert b.pipeline is not None
     try:
