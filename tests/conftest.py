@@ -1,6 +1,7 @@
 """Fixtures the test modules share, each defined once: the manual clock, the credentials the
-daemon configs name, the sandbox as a loopback server (in-process or its own process), and
-the HTTP API's store, control and client. Model factories are in factories.py."""
+daemon configs name, the sandbox as a loopback server (in-process or its own process),
+the HTTP API's store, control and client, and the notification receiver. Model factories are
+in factories.py."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
 from chaoskit import new_database
 from daemonkit import CREDENTIALS, free_port, log_into, port_connects, sqlite_url, wait_for
 from factories import T0
+from notifykit import Receiver, start_receiver, stop_receiver
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
 
@@ -84,6 +86,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session with the daemon's trace config (probe phases)."""
     async with aiohttp.ClientSession(trace_configs=[trace_config()]) as client_session:
         yield client_session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """notifykit's loopback receiver: records what the notification channels send."""
+    r = await start_receiver()
+    yield r
+    await stop_receiver(r)
 
 
 @pytest.fixture
