@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from detector.model import (
     ComponentStatus,
@@ -33,15 +33,7 @@ EventName = Literal[
     "maintenance.ended",
     "episode.started",
 ]
-EVENT_NAMES: tuple[EventName, ...] = (
-    "incident.opened",
-    "incident.updated",
-    "incident.resolved",
-    "component.updated",
-    "maintenance.started",
-    "maintenance.ended",
-    "episode.started",
-)
+EVENT_NAMES: tuple[EventName, ...] = get_args(EventName)  # the Literal is the one list
 Audience = Literal["oncall", "public"]
 
 
