@@ -29,7 +29,7 @@ from detector.notify.config import Channel
 from detector.notify.email import Email
 from detector.notify.http import DeliveryError, Sender
 from detector.notify.pagerduty import PagerDuty
-from detector.notify.payload import OutboxEvent, episode_event
+from detector.notify.payload import OutboxEvent, component_group, episode_event
 from detector.notify.slack import Slack
 from detector.notify.statuspage import Statuspage
 from detector.notify.webhook import Webhook
@@ -198,7 +198,7 @@ class Dispatcher:
                 {
                     "rule": episode.rule,
                     "component": episode.component,
-                    "group": episode.component.partition("/")[0],
+                    "group": component_group(episode.component),
                 },
             )
         ]
