@@ -20,7 +20,6 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from structlog.typing import FilteringBoundLogger
 
 from detector import __version__, leader
@@ -33,7 +32,7 @@ from detector.metrics import Metrics
 from detector.model import Decision, ProbeResult, Rule
 from detector.notify.dispatcher import Dispatcher
 from detector.pipeline import Pipeline
-from detector.schedule import probe_phase, schedule_probes
+from detector.schedule import probe_phase, schedule_periodic, schedule_probes
 from detector.sdnotify import Notifier
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
@@ -243,22 +242,14 @@ class Daemon:
         self._schedule_probes(self.settings.probe_specs, now)
         self._schedule_probes(self.settings.canary_specs, now, canary=True)
         settings = self.settings
-        for job_id, job, seconds in (
+        jobs = (
             ("evaluate", self.evaluate, settings.evaluation_interval),
             ("flush", self._pipeline().flush, settings.flush_interval),  # with its backoff
             ("retention", self.prune, 3600.0),
             ("lease", self.lead, settings.lease_ttl / 3),
             ("recurring-maintenance", self._control().sync_recurring, 60.0),
-        ):
-            start = datetime.fromtimestamp(now + seconds, tz=UTC)
-            self.scheduler.add_job(
-                job,
-                IntervalTrigger(seconds=seconds, start_date=start),
-                id=job_id,
-                max_instances=1,
-                coalesce=True,
-                replace_existing=True,
-            )
+        )
+        schedule_periodic(self.scheduler, jobs, now)
 
     def _schedule_probes(
         self, specs: Sequence[ProbeSpec], now: float, *, canary: bool = False

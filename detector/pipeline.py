@@ -10,13 +10,13 @@ the store is called from worker threads.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
 
+from detector.backoff import backoff
 from detector.clock import Clock
 from detector.engine import Engine
 from detector.engine.state import dump_state
@@ -79,7 +79,7 @@ class Pipeline:
         self.monotonic = monotonic
         self._peer_seen: dict[int, float] = {}  # row id -> at, of other instances' results
         self._retry_at = 0.0  # monotonic: no flush before this while the store is down
-        self._backoff = 0.0
+        self._failures = 0  # failed flushes in a row: the backoff doubles with each
 
     def leading(self) -> bool:
         return self.leadership is None or self.leadership.is_leader()
@@ -238,14 +238,15 @@ class Pipeline:
                 del self.buffer[:overflow]  # the oldest go first
                 self.metrics.results_dropped(overflow)
                 self.log.error("results_dropped", count=overflow)
-            self._backoff = min(MAX_FLUSH_BACKOFF_S, max(1.0, self._backoff * 2))
-            self._retry_at = self.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+            self._failures += 1
+            wait = backoff(self._failures, base=1.0, cap=MAX_FLUSH_BACKOFF_S)
+            self._retry_at = self.monotonic() + wait
             self.store_failed("add_results", exc)
             return 0
         if not self.store_ok:
             self.log.info("store_reconnected", written=len(batch))
         self.store_ok = True
-        self._backoff, self._retry_at = 0.0, 0.0
+        self._failures, self._retry_at = 0, 0.0
         return len(batch)
 
     async def prune(self) -> int:

@@ -1,4 +1,4 @@
-"""Where probe runs fall in time: a fixed phase per probe, and their APScheduler jobs."""
+"""Where runs fall in time: a fixed phase per probe, and the APScheduler jobs of the daemon."""
 
 from __future__ import annotations
 
@@ -44,5 +44,23 @@ def schedule_probes(
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(spec.interval)),
+            replace_existing=True,
+        )
+
+
+def schedule_periodic(
+    scheduler: AsyncIOScheduler,
+    jobs: Sequence[tuple[str, Callable[[], Any], float]],
+    now: float,
+) -> None:
+    """The daemon's own interval jobs, `(id, job, seconds)`, each first due one interval on."""
+    for job_id, job, seconds in jobs:
+        start = datetime.fromtimestamp(now + seconds, tz=UTC)
+        scheduler.add_job(
+            job,
+            IntervalTrigger(seconds=seconds, start_date=start),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
             replace_existing=True,
         )

@@ -12,6 +12,7 @@ import aiohttp
 import pg
 from aiohttp.test_utils import TestServer
 from daemonkit import write_config
+from factories import T0
 
 from detector.clock import ManualClock
 from detector.daemon import Daemon
@@ -19,8 +20,8 @@ from detector.logs import configure
 from detector.model import ComponentStatus, Incident, IncidentStatus, IncidentUpdate
 from detector.settings import load_settings
 
-T0 = 1_795_860_000.0
 MIN = 60.0
+LONG_LEASE = "lease_ttl: 5m\n"  # tests that move in minutes: each step renews in time
 _names = (f"leader_{os.getpid()}_{n}" for n in itertools.count())
 
 
@@ -64,6 +65,18 @@ def make_daemon(
     return Daemon(
         load_settings(config), log=configure("json", "error"), clock=clock, monotonic=clock.now
     )
+
+
+async def start_pair(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, extra: str = LONG_LEASE
+) -> tuple[Daemon, Daemon]:
+    """Daemons `a` and `b` on one store, started without scheduler or API; `a` starts first,
+    so it leads. The caller shuts them down (a test may crash or stop one first)."""
+    a = make_daemon(tmp_path, sandbox, clock, store, "a", extra)
+    b = make_daemon(tmp_path, sandbox, clock, store, "b", extra)
+    await a.startup(schedule=False, serve=False)
+    await b.startup(schedule=False, serve=False)
+    return a, b
 
 
 async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:

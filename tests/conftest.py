@@ -1,6 +1,7 @@
 """Fixtures the test modules share, each defined once: the manual clock, the credentials the
-daemon configs name, the sandbox as a loopback server (in-process or its own process), and
-the HTTP API's store, control and client. Model factories are in factories.py."""
+daemon configs name, the sandbox as a loopback server (in-process or its own process),
+the HTTP API's store, control and client, and the notification receiver. Model factories are
+in factories.py."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from apikit import COMPONENTS, TOKEN, Client, ClientFactory, StoreControl
+from chaoskit import new_database
 from daemonkit import CREDENTIALS, free_port, log_into, port_connects, sqlite_url, wait_for
 from factories import T0
+from notifykit import Receiver, start_receiver, stop_receiver
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
 
@@ -86,6 +89,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """notifykit's loopback receiver: records what the notification channels send."""
+    r = await start_receiver()
+    yield r
+    await stop_receiver(r)
+
+
+@pytest.fixture
 def log_output() -> io.StringIO:
     return io.StringIO()
 
@@ -104,6 +115,12 @@ def postgres_server() -> Iterator[str]:
     with pg.start_postgres() as url:
         migrate.upgrade(url)
         yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """A fresh database of its own at the newest schema, on the run's PostgreSQL."""
+    return new_database(postgres_server)
 
 
 @pytest.fixture

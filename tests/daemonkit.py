@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
 import socket
+import subprocess
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -180,6 +182,13 @@ async def running(
         yield daemon
     finally:
         await daemon.shutdown()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a daemon subprocess still running and wait for it (a test's `finally`)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
 
 
 def free_port() -> int:

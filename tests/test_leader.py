@@ -7,55 +7,22 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import MIN, T0, crash, fault, incident, make_daemon, new_database, step
+from chaoskit import MIN, T0, crash, fault, incident, make_daemon, start_pair, step
 from sqlalchemy import text
 
 from detector.clock import ManualClock
 from detector.model import ComponentStatus as Status
 from detector.model import IncidentOpened, IncidentResolved, IncidentStatus, IncidentUpdate
-from detector.sandbox import make_app
 from detector.store import SqlStore, StoreError, migrate, open_store
 from detector.store.lease import Fence, Fenced
 
-LONG_LEASE = "lease_ttl: 5m\n"  # the test moves in minutes: each step renews in time
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    with pg.start_postgres() as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> str:
-    return new_database(postgres_server)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
+# postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 # ------------------------------------------------------------------ the lease, on the store
@@ -138,10 +105,7 @@ def test_the_database_allows_one_open_incident_per_series(
 async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         assert a.metrics.get("detector_is_leader") == 1
         assert b.metrics.get("detector_is_leader") == 0
@@ -174,10 +138,7 @@ async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
 async def test_a_paused_leader_that_wakes_up_writes_nothing(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         await fault(sandbox, "carriers/dhl")
         for _ in range(3):
@@ -211,10 +172,7 @@ async def test_a_paused_leader_that_wakes_up_writes_nothing(
 async def test_a_clean_stop_hands_over_without_waiting_for_the_lease(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         await a.shutdown()
         await b.lead()
@@ -226,10 +184,7 @@ async def test_a_clean_stop_hands_over_without_waiting_for_the_lease(
 async def test_a_standby_refuses_writes_naming_the_leader_as_the_place(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     try:
         assert b.control is not None
         with pytest.raises(ValueError, match="standby: send writes to the leader"):

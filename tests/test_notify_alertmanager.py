@@ -4,14 +4,14 @@ arrives with its labels, stays firing while re-sent, and resolves with `endsAt`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from daemonkit import free_port
 from debian import require_binary
 from notifykit import T0, channel, incident, make_dispatcher, opened, resolved, settle
 
@@ -26,18 +26,11 @@ receivers:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
     (tmp_path / "am.yml").write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
@@ -55,12 +48,6 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     s = open_store(f"sqlite:///{tmp_path}/detector.db")
     yield s
     s.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def _ready(session: aiohttp.ClientSession, base: str) -> None:

@@ -4,7 +4,7 @@ way the real APIs document (shapes, 429 with Retry-After, 5xx, 4xx)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -41,19 +41,6 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     s = open_store(f"sqlite:///{tmp_path}/detector.db")
     yield s
     s.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = await start_receiver()
-    yield r
-    await stop_receiver(r)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def lifecycle(store: SqlStore) -> None:

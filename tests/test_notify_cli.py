@@ -3,7 +3,6 @@ Alertmanager re-sends, on a real SQLite store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -24,12 +23,6 @@ from detector.cli import main
 from detector.clock import ManualClock
 from detector.settings import ConfigError, load_settings
 from detector.store import open_store
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_list_shows_dead_deliveries_with_their_error_and_retry_revives_them(

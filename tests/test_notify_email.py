@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from apikit import Client
+from daemonkit import free_port
 from notifykit import T0, channel, incident, make_dispatcher, opened, resolved, settle
 
 from detector.clock import ManualClock
@@ -53,18 +53,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def smtp(certificate: tuple[Path, Path]) -> Iterator[tuple[Inbox, int]]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    inbox, port = Inbox(), _free_port()
+    inbox, port = Inbox(), free_port()
     controller = Controller(
         inbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonkit import free_port, wait_for, write_config
+from daemonkit import free_port, stop_process, wait_for, write_config
 from test_process import FAST_RULES, post_fault, start_daemon  # one copy of the process helpers
 
 from detector.store import open_store
@@ -110,8 +110,6 @@ def test_kill_9_with_deliveries_pending_delivers_each_change_once_after_restart(
         assert [b["incident"]["id"] for b in opened] == [store.list_incidents()[0].id]
         assert receiver.posts > len(receiver.deliveries)  # the 503s were retried
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=20)
+        stop_process(daemon)
         store.close()
     assert "Traceback" not in log.read_text()

@@ -5,56 +5,20 @@ standby leads. Real PostgreSQL and SQLite, real sandbox, manual clock."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pg
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import T0, fault, make_daemon, new_database, step
+from chaoskit import LONG_LEASE, fault, make_daemon, start_pair, step
 from sqlalchemy.engine import make_url
 
 from detector.clock import ManualClock
 from detector.pipeline import MAX_FLUSH_BACKOFF_S
-from detector.sandbox import make_app
 from detector.store import SqlStore
 
-LONG_LEASE = "lease_ttl: 5m\n"
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    from detector.store import migrate
-
-    with pg.start_postgres() as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> str:
-    return new_database(postgres_server)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def sandbox(clock: ManualClock) -> AsyncIterator[TestServer]:
-    server = TestServer(make_app(seed=7, clock=clock, latency=(0.001, 0.002)), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SANDBOX_USER", "probe")
-    monkeypatch.setenv("TEST_SANDBOX_PASS", "s3cret-pass")
-    monkeypatch.setenv("TEST_DETECTOR_TOKEN", "t0ken")
+# postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
+pytestmark = pytest.mark.usefixtures("credentials")
 
 
 def unreachable() -> SqlStore:
@@ -76,10 +40,7 @@ def count_results(url: str) -> int:
 async def test_a_leader_that_loses_the_store_steps_down_and_writes_its_buffer_later(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a = make_daemon(tmp_path, sandbox, clock, pg_url, "a", LONG_LEASE)
-    b = make_daemon(tmp_path, sandbox, clock, pg_url, "b", LONG_LEASE)
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
+    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
     assert a.pipeline is not None and a.leadership is not None and a.control is not None
     assert b.pipeline is not None
     try:

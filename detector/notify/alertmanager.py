@@ -10,7 +10,7 @@ from typing import Any
 from detector.model import Incident
 from detector.notify.config import Channel
 from detector.notify.http import Context, request
-from detector.notify.payload import Audience, for_audience, incident_object
+from detector.notify.payload import Audience, component_group, for_audience, incident_object
 from detector.notify.text import headline
 from detector.store.outbox import Delivery
 
@@ -23,7 +23,7 @@ def incident_alert(incident: Mapping[str, Any], link: str, ends_at: str | None) 
             "incident": incident["id"],
             "rule": incident["rule"],
             "component": incident["component"],
-            "group": incident["component"].partition("/")[0],
+            "group": component_group(incident["component"]),
             "cause": incident["cause"],
         },
         "annotations": {
@@ -94,7 +94,7 @@ class Alertmanager:
                 {
                     "rule": i.rule,
                     "component": i.component,
-                    "group": i.component.partition("/")[0],
+                    "group": component_group(i.component),
                     "impact": str(i.impact),
                     "cause": i.cause,
                 },

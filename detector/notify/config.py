@@ -19,34 +19,15 @@ ChannelType = Literal["webhook", "slack", "pagerduty", "alertmanager", "email", 
 _SECONDS = BeforeValidator(to_seconds)
 
 # Which events each type can say something about.
+_INCIDENT = frozenset({"incident.opened", "incident.updated", "incident.resolved"})
+_MAINTENANCE = frozenset({"maintenance.started", "maintenance.ended"})
 SUPPORTED: dict[str, frozenset[str]] = {
     "webhook": frozenset(EVENT_NAMES),
     "slack": frozenset(EVENT_NAMES),
-    "pagerduty": frozenset(
-        {"incident.opened", "incident.updated", "incident.resolved", "episode.started"}
-    ),
-    "alertmanager": frozenset(
-        {"incident.opened", "incident.updated", "incident.resolved", "episode.started"}
-    ),
-    "email": frozenset(
-        {
-            "incident.opened",
-            "incident.updated",
-            "incident.resolved",
-            "maintenance.started",
-            "maintenance.ended",
-        }
-    ),
-    "statuspage": frozenset(
-        {
-            "incident.opened",
-            "incident.updated",
-            "incident.resolved",
-            "component.updated",
-            "maintenance.started",
-            "maintenance.ended",
-        }
-    ),
+    "pagerduty": _INCIDENT | {"episode.started"},
+    "alertmanager": _INCIDENT | {"episode.started"},
+    "email": _INCIDENT | _MAINTENANCE,
+    "statuspage": _INCIDENT | _MAINTENANCE | {"component.updated"},
 }
 _ONCALL_BY_DEFAULT = {"pagerduty", "alertmanager", "webhook"}
 _PUBLIC_ONLY = {"email", "statuspage"}

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 from structlog.typing import FilteringBoundLogger
 
+from detector.backoff import backoff
 from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.model import Episode, Incident
@@ -28,7 +29,7 @@ from detector.notify.config import Channel
 from detector.notify.email import Email
 from detector.notify.http import DeliveryError, Sender
 from detector.notify.pagerduty import PagerDuty
-from detector.notify.payload import OutboxEvent, episode_event
+from detector.notify.payload import OutboxEvent, component_group, episode_event
 from detector.notify.slack import Slack
 from detector.notify.statuspage import Statuspage
 from detector.notify.webhook import Webhook
@@ -61,12 +62,6 @@ class OutboxStore(Protocol):
     def list_incidents(
         self, *, unresolved_only: bool = False, limit: int = 50
     ) -> list[Incident]: ...
-
-
-def backoff(attempts: int, rng: random.Random) -> float:
-    """Exponential, with jitter in [50%, 100%] so a burst of failures spreads out."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
-    return ceiling * (0.5 + rng.random() / 2)
 
 
 @dataclass
@@ -203,7 +198,7 @@ class Dispatcher:
                 {
                     "rule": episode.rule,
                     "component": episode.component,
-                    "group": episode.component.partition("/")[0],
+                    "group": component_group(episode.component),
                 },
             )
         ]
@@ -266,7 +261,9 @@ class Dispatcher:
         attempts = delivery.attempts + 1
         now = self.clock.now()
         dead = exc.permanent or attempts >= lane.channel.max_attempts
-        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts, self.rng)
+        wait = exc.retry_after
+        if wait is None:
+            wait = backoff(attempts, base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S, rng=self.rng)
         await self._record(delivery, "dead" if dead else "pending", now + wait, str(exc))
         self.metrics.notification(lane.channel.name, "dead" if dead else "failed")
         log = self.log.error if dead else self.log.warning

@@ -8,7 +8,7 @@ from typing import Any
 
 from detector.notify.config import Channel
 from detector.notify.http import Context, request
-from detector.notify.payload import for_audience
+from detector.notify.payload import component_group, for_audience
 from detector.notify.text import headline
 from detector.store.outbox import Delivery
 
@@ -57,7 +57,7 @@ def pagerduty_event(
             "source": source,
             "severity": severity,
             "component": component,
-            "group": component.partition("/")[0],
+            "group": component_group(component),
             "class": event,
             "custom_details": details,
         }

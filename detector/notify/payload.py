@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from detector.model import (
     ComponentStatus,
@@ -33,15 +33,7 @@ EventName = Literal[
     "maintenance.ended",
     "episode.started",
 ]
-EVENT_NAMES: tuple[EventName, ...] = (
-    "incident.opened",
-    "incident.updated",
-    "incident.resolved",
-    "component.updated",
-    "maintenance.started",
-    "maintenance.ended",
-    "episode.started",
-)
+EVENT_NAMES: tuple[EventName, ...] = get_args(EventName)  # the Literal is the one list
 Audience = Literal["oncall", "public"]
 
 
@@ -87,8 +79,24 @@ def incident_object(incident: Incident) -> dict[str, Any]:
     return data
 
 
-def _group(component: str) -> str:
+def component_group(component: str) -> str:
+    """`carriers/dhl` -> `carriers`: what a channel's `group` filter and labels name."""
     return component.partition("/")[0]
+
+
+def _facts(
+    rule: str, component: str, status: str, cause: str, public: bool, **more: Any
+) -> dict[str, Any]:
+    """What channel filters match on; every event has these keys (empty where not known)."""
+    return {
+        "rule": rule,
+        "component": component,
+        "group": component_group(component),
+        "status": status,
+        "cause": cause,
+        "public": public,
+        **more,
+    }
 
 
 def _incident_event(
@@ -103,16 +111,15 @@ def _incident_event(
         subject=incident.id,
         at=at,
         dedup=f"{event}:{incident.id}{tail}",
-        facts={
-            "rule": incident.rule,
-            "component": incident.component,
-            "group": _group(incident.component),
-            "status": str(status),
-            "impact": str(incident.impact),
-            "cause": incident.cause,
-            "public": True if update is None else update.public,
-            "incident_status": str(incident_status),
-        },
+        facts=_facts(
+            incident.rule,
+            incident.component,
+            str(status),
+            incident.cause,
+            True if update is None else update.public,
+            impact=str(incident.impact),
+            incident_status=str(incident_status),
+        ),
         body={"incident": incident_object(incident)},
     )
 
@@ -143,14 +150,7 @@ def component_event(
         subject=component,
         at=now,
         dedup=f"{event}:{component}:{now!r}:{new}",
-        facts={
-            "rule": "",
-            "component": component,
-            "group": _group(component),
-            "status": str(new),
-            "cause": "",
-            "public": True,
-        },
+        facts=_facts("", component, str(new), "", True),
         body={
             "incident": None,
             "component": {
@@ -171,14 +171,7 @@ def episode_event(episode: Episode, channel: str, now: float) -> OutboxEvent:
         subject=f"episode:{episode.rule}:{episode.component}",
         at=now,
         dedup=f"episode.started:{channel}:{key}",
-        facts={
-            "rule": episode.rule,
-            "component": episode.component,
-            "group": _group(episode.component),
-            "status": "",
-            "cause": "",
-            "public": False,
-        },
+        facts=_facts(episode.rule, episode.component, "", "", False),
         body={
             "incident": None,
             "episode": {

@@ -8,10 +8,8 @@ Every database failure surfaces as a one-line StoreError (see `database.store_er
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, delete, inspect
@@ -27,7 +25,6 @@ from sqlmodel import Session, col, select
 from detector.model import (
     ComponentStatus,
     Decision,
-    Deploy,
     EpisodeEnded,
     Event,
     Incident,
@@ -36,12 +33,12 @@ from detector.model import (
     IncidentStatus,
     IncidentUpdate,
     IncidentUpdated,
-    Maintenance,
     ProbeResult,
 )
 from detector.store import audit, history, migrate, tables
 from detector.store.audit import AuditEntry
 from detector.store.base import ComponentRecord, NotFound, Store, StoreError
+from detector.store.calendar import CalendarMixin
 from detector.store.database import (
     DEFAULT_URL,
     build_engine,
@@ -53,17 +50,15 @@ from detector.store.lease import Fence, LeaseStore, check_fence
 from detector.store.outbox import OutboxMixin
 from detector.store.tables import (
     ComponentRow,
-    DeployRow,
     EngineStateRow,
     IncidentRow,
     IncidentUpdateRow,
-    MaintenanceRow,
 )
 
 _EXPORT_BATCH = 5000  # results fetched per round trip while exporting
 
 
-class SqlStore(OutboxMixin, LeaseStore):
+class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
     """The Store protocol on one SQLAlchemy engine. Safe to share between threads."""
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
@@ -338,81 +333,6 @@ class SqlStore(OutboxMixin, LeaseStore):
         statement = delete(tables.probe_results).where(tables.probe_results.c.at < before)
         with self._session("prune probe results") as session:
             return int(session.exec(statement).rowcount)
-
-    # --- deploys and maintenance
-
-    def add_deploy(self, deploy: Deploy) -> None:
-        # Recording the same deploy twice (a retried webhook) refreshes it; a bad flag stays.
-        bad = tables.deploys.c.bad | self._insert(tables.deploys).excluded.bad
-        statement = self._upsert(
-            tables.deploys, ("at", "service", "version", "components"), bad=bad
-        ).values(
-            id=deploy.id,
-            at=deploy.at,
-            service=deploy.service,
-            version=deploy.version,
-            components=list(deploy.components),
-            bad=deploy.bad,
-        )
-        with self._audited("add deploy") as session:
-            session.exec(statement)
-
-    def flag_deploy_bad(self, deploy_id: str, now: float) -> Deploy:
-        with self._audited("flag deploy bad") as session:
-            row = session.get(DeployRow, deploy_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no deploy {deploy_id!r}")
-            if not row.bad:
-                row.bad = True
-                row.flagged_at = now
-                session.add(row)
-            return tables.to_deploy(row)
-
-    def recent_deploys(self, since: float) -> list[Deploy]:
-        query = (
-            select(DeployRow)
-            .where(col(DeployRow.at) >= since)
-            .order_by(col(DeployRow.at), col(DeployRow.id))
-        )
-        with self._session("list deploys") as session:
-            return [tables.to_deploy(row) for row in session.exec(query).all()]
-
-    def add_maintenance(self, maintenance: Maintenance) -> Maintenance:
-        stored = replace(maintenance, id=maintenance.id or secrets.token_hex(6))
-        # Adding a window under an existing id replaces it: that is how a window is edited.
-        statement = self._upsert(
-            tables.maintenances, ("start_at", "end_at", "components", "title")
-        ).values(
-            id=stored.id,
-            start_at=stored.start,
-            end_at=stored.end,
-            components=list(stored.components),
-            title=stored.title,
-            created_at=stored.created_at,  # not in the upsert's update list: an edit keeps it
-        )
-        with self._audited("add maintenance") as session:
-            session.exec(statement)
-        return stored
-
-    def cancel_maintenance(self, maintenance_id: str, now: float) -> None:
-        with self._audited("cancel maintenance") as session:
-            row = session.get(MaintenanceRow, maintenance_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no maintenance {maintenance_id!r}")
-            if row.start_at > now:
-                session.delete(row)
-            elif row.end_at > now:
-                row.end_at = now
-                session.add(row)
-
-    def list_maintenances(self, *, ending_after: float) -> list[Maintenance]:
-        query = (
-            select(MaintenanceRow)
-            .where(col(MaintenanceRow.end_at) > ending_after)
-            .order_by(col(MaintenanceRow.start_at), col(MaintenanceRow.id))
-        )
-        with self._session("list maintenances") as session:
-            return [tables.to_maintenance(row) for row in session.exec(query).all()]
 
     # --- the audit trail
 
