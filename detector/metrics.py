@@ -152,17 +152,19 @@ class _ProbeCounters(Collector):
         yield gauge
 
     def text(self) -> bytes:
-        # dict(...) copies in one step under the GIL: the event loop may add series meanwhile.
+        # dict(...) copies in one step under the GIL: the event loop may add or drop series
+        # (a reload) while a scrape renders in its worker thread; a series dropped in between
+        # has no prefix any more and is left out.
         runs, success = dict(self.runs), dict(self.success)
-        runs_prefix, success_prefix = self._runs_prefix, self._success_prefix
+        runs_prefix, success_prefix = dict(self._runs_prefix), dict(self._success_prefix)
         lines = [
             f"# HELP detector_probe_runs_total {_RUNS_HELP}",
             "# TYPE detector_probe_runs_total counter",
         ]
-        lines += [f"{runs_prefix[key]}{value!r}" for key, value in runs.items()]
+        lines += [f"{runs_prefix[k]}{v!r}" for k, v in runs.items() if k in runs_prefix]
         lines.append(f"# HELP detector_probe_success {_SUCCESS_HELP}")
         lines.append("# TYPE detector_probe_success gauge")
-        lines += [f"{success_prefix[probe]}{value!r}" for probe, value in success.items()]
+        lines += [f"{success_prefix[p]}{v!r}" for p, v in success.items() if p in success_prefix]
         return ("\n".join(lines) + "\n").encode()
 
 
