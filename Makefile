@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt hooks typecheck pytest rules-test bench chaos clean catalogs
+.PHONY: run test lint fmt hooks typecheck pytest rules-test bench bench-smoke chaos clean catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m detector.demo
 
-test: $(STAMP) lint typecheck rules-test pytest
+test: $(STAMP) lint typecheck rules-test pytest bench-smoke
 
 LINTED := detector probes tests bench
 
@@ -56,6 +56,19 @@ bench: $(STAMP)
 CHAOS_ROUNDS ?= 24
 chaos: $(STAMP)
 	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/test_chaos.py
+
+# A tiny run of every bench script (~20 s), so none of them rots; the figures mean nothing.
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/evaluation_bench.py --sizes 200 --repeat 1 >/dev/null
+	$(BIN)/python bench/replay_bench.py --results 3000 --components 10 \
+		--tracemalloc-results 1000 >/dev/null
+	$(BIN)/python bench/probe_cost_bench.py --requests 30 --repeat 1 --probes 10 >/dev/null
+	$(BIN)/python bench/notify_bench.py --changes 5 --burst 20 >/dev/null
+	$(BIN)/python bench/daemon_bench.py --probes 10 --seconds 2 --interval 2 --warmup 1 \
+		--components 2 --scrape-every 1 --sample-every 0.5 >/dev/null
+	$(BIN)/python bench/read_load_bench.py --probes 5 --interval 2 --seconds 1 --warmup 1 \
+		--connections 4 >/dev/null
+	@echo "bench-smoke: every bench script ran"
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov

@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -336,7 +337,9 @@ def main() -> int:
                 time.sleep(warmup)
                 report = measure(args, daemon, sandbox, api)
             misfires = count_misfires(tmp / "daemon.log")
-        starts = run_starts(tmp / "bench.db", report)  # the daemon flushed on SIGTERM
+        starts = run_starts(
+            tmp / "bench.db", report, args.interval
+        )  # the daemon flushed on SIGTERM
         print_report(args, warmup, report, misfires, starts, tmp)
     finally:
         if args.keep:
@@ -423,16 +426,35 @@ class Starts:
 
     offsets: list[float]  # start time - window start, seconds
     errors: Counter[str]
+    lateness: list[float]  # start time - scheduled time (daemon.probe_phase), seconds, sorted
 
 
-def run_starts(db: Path, r: Report) -> Starts:
+def run_starts(db: Path, r: Report, interval: float) -> Starts:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute(
-            "SELECT at - COALESCE(latency_s, 0), error FROM probe_results WHERE at > ? AND at <= ?",
+            "SELECT at - COALESCE(latency_s, 0), error, probe FROM probe_results"
+            " WHERE at > ? AND at <= ?",
             (r.wall_start, r.wall_end),
         ).fetchall()
-    errors: Counter[str] = Counter(re.sub(r"\d+", "N", e)[:80] for _, e in rows if e)
-    return Starts([at - r.wall_start for at, _ in rows], errors)
+    errors: Counter[str] = Counter(re.sub(r"\d+", "N", e)[:80] for _, e, _ in rows if e)
+    return Starts(
+        [at - r.wall_start for at, _, _ in rows],
+        errors,
+        sorted(lateness(at, probe, interval) for at, _, probe in rows),
+    )
+
+
+def lateness(start: float, probe: str, interval: float) -> float:
+    """How late a run started against its slot (`detector.daemon.probe_phase`: a fixed offset
+    within the interval from crc32 of the id). The start is the result's `at - latency_s`, so
+    this includes any wait between the scheduler's wake-up and the probe's first request."""
+    offset = zlib.crc32(probe.encode()) / 2**32 * interval
+    late = (start - offset) % interval
+    return late - interval if late > interval / 2 else late  # a little early reads negative
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    return ordered[min(int(share * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
 def burstiness(offsets: list[float], interval: float) -> tuple[float, float]:
@@ -496,6 +518,14 @@ def print_report(
         row.format(
             "run starts: busiest 10% of interval",
             f"{100 * top:.0f}% of runs (even spread: 10%); peak second {peak:.1f}x the mean",
+        )
+    )
+    late = starts.lateness
+    print(
+        row.format(
+            "start lateness p50 / p99 / max",
+            f"{1000 * percentile(late, 0.5):.0f} / {1000 * percentile(late, 0.99):.0f}"
+            f" / {1000 * (late[-1] if late else float('nan')):.0f} ms (target p99 <= 1000 ms)",
         )
     )
     print(row.format("RSS MB peak (window) / end", f"{r.rss_peak_window:.1f} / {r.rss_end:.1f}"))

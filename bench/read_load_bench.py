@@ -119,8 +119,15 @@ def main() -> int:
     parser.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip")
     parser.add_argument("--detector", metavar="CMD", help="the detector CLI (default: the venv's)")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:  # the Debian package, installed when missing
+        for command in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"]):
+            subprocess.run(command, capture_output=True, check=False)
+            if command[1] == "install" and shutil.which("wrk"):
+                break
+        else:
+            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install wrk")
+        raise SystemExit("wrk not found, and apt-get could not install it")
     cli = args.detector.split() if args.detector else detector_command()
     env = {**os.environ, "SANDBOX_USERNAME": "bench", "SANDBOX_PASSWORD": "bench"}
     with tempfile.TemporaryDirectory(prefix="read-load-") as tmp_name:

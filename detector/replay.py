@@ -15,6 +15,7 @@ from detector.model import (
     Event,
     Incident,
     IncidentOpened,
+    ProbeResult,
     Rule,
     incident_to_dict,
 )
@@ -50,14 +51,23 @@ class Replayer:
 
     def advance_to(self, until: float | None) -> None:
         """Process every event and deadline at or before `until` (None: all events)."""
-        engine = self.engine
+        engine, events, report = self.engine, self._events, self.report
+        observe = engine.observe
         while self._next is not None and (until is None or self._next.at <= until):
             moment = self._next.at
             self._deadlines_before(moment, inclusive=False)
-            while self._next is not None and self._next.at == moment:
-                engine.feed(self._next)
-                self._count(self._next)
-                self._next = next(self._events, None)
+            # The moment's events as one batch, then one evaluation: results (nearly every
+            # event) go straight to `observe`, without feed's dispatch.
+            event: Event | None = self._next
+            while event is not None and event.at == moment:
+                report.events += 1
+                if type(event) is ProbeResult:
+                    observe(event)
+                    report.results += 1
+                else:
+                    engine.feed(event)
+                event = next(events, None)
+            self._next = event
             self._collect(engine.evaluate(moment))
         if until is not None:
             self._deadlines_before(until, inclusive=True)
@@ -74,11 +84,6 @@ class Replayer:
             if deadline is None or deadline > limit or (deadline == limit and not inclusive):
                 return
             self._collect(engine.evaluate(deadline))
-
-    def _count(self, event: Event) -> None:
-        self.report.events += 1
-        if type(event).__name__ == "ProbeResult":
-            self.report.results += 1
 
     def _collect(self, decisions: list[Decision]) -> None:
         for decision in decisions:

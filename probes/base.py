@@ -192,11 +192,15 @@ def auth_headers(spec: ProbeSpec) -> dict[str, str]:
     return {"Authorization": spec.credentials.authorization()} if spec.credentials else {}
 
 
+# run_probe reads only ok / error / failure_kind from a kind's result and builds the real one
+# (time, latency, phases, labels): building a full result here too cost ~3 µs a run.
+_PASSED = ProbeResult(at=0.0, probe="", kind="", component="", ok=True)
+
+
 def passed(spec: ProbeSpec, clock: Clock) -> ProbeResult:
-    """An ok result; run_probe fills in latency and phases."""
-    return ProbeResult(
-        at=clock.now(), probe=spec.id, kind=spec.kind, component=spec.component, ok=True
-    )
+    """An ok outcome for `run_probe`, the only caller of a kind, which builds the result."""
+    del spec, clock  # the signature every kind already calls
+    return _PASSED
 
 
 # ----------------------------------------------------------------------------- responses
