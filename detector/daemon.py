@@ -13,13 +13,12 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 from structlog.typing import FilteringBoundLogger
 
 from detector import __version__, leader
@@ -32,7 +31,7 @@ from detector.metrics import Metrics
 from detector.model import Decision, ProbeResult, Rule
 from detector.notify.dispatcher import Dispatcher
 from detector.pipeline import Pipeline
-from detector.schedule import probe_phase, schedule_periodic, schedule_probes
+from detector.schedule import probe_phase, schedule_once, schedule_periodic, schedule_probes
 from detector.sdnotify import Notifier
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
@@ -346,15 +345,10 @@ class Daemon:
     def _arm_deadline(self) -> None:
         """Evaluate exactly at the next open/resolve deadline, not up to an interval late."""
         deadline = self.engine.next_deadline()
-        if self.scheduler is None or not self.scheduler.running or deadline is None:
-            return
-        self.scheduler.add_job(
-            self.evaluate,
-            DateTrigger(run_date=datetime.fromtimestamp(max(deadline, self.clock.now()), tz=UTC)),
-            id="deadline",
-            replace_existing=True,
-            misfire_grace_time=60,
-        )
+        if self.scheduler is not None and self.scheduler.running and deadline is not None:
+            schedule_once(
+                self.scheduler, self.evaluate, max(deadline, self.clock.now()), "deadline"
+            )
 
     # ------------------------------------------------------------------ reload (Host)
     async def apply(self, settings: Settings, rules: Sequence[Rule]) -> None:

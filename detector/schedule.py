@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from probes.base import ProbeSpec
@@ -64,3 +65,16 @@ def schedule_periodic(
             coalesce=True,
             replace_existing=True,
         )
+
+
+def schedule_once(
+    scheduler: AsyncIOScheduler, job: Callable[[], Any], at: float, job_id: str
+) -> None:
+    """`job` once at `at`, replacing the pending one of that id (a deadline moves, not adds)."""
+    scheduler.add_job(
+        job,
+        DateTrigger(run_date=datetime.fromtimestamp(at, tz=UTC)),
+        id=job_id,
+        replace_existing=True,
+        misfire_grace_time=60,
+    )

@@ -6,7 +6,6 @@ variables (or files) the config names.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
@@ -24,11 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from detector.credentials import ApiToken, SecretRef, credentials_from, named_tokens, read_secret
 from detector.model import COMPONENT_ID_PATTERN, PROBE_KINDS, ComponentStatus
 from detector.notify.config import Channel, unique_names
 from detector.recurring import RecurringMaintenance
 from detector.store.base import ComponentRecord
-from probes.base import Credentials, Duration, ProbeSpec, to_seconds
+from probes.base import Duration, ProbeSpec, to_seconds
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -67,31 +67,6 @@ class Component(_Strict):
     @property
     def group(self) -> str:
         return self.id.split("/", 1)[0]
-
-
-class SecretRef(_Strict):
-    """Where a credential lives: an environment variable or a file (e.g. a systemd credential)."""
-
-    username_env: str | None = None
-    password_env: str | None = None
-    token_env: str | None = None
-    username_file: str | None = None
-    password_file: str | None = None
-    token_file: str | None = None
-
-
-class ApiToken(_Strict):
-    """A named write-API token; the name is the actor in the audit trail."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-    token_env: str | None = None
-    token_file: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ApiToken:
-        if (self.token_env is None) == (self.token_file is None):
-            raise ValueError("give exactly one of token_env and token_file")
-        return self
 
 
 class ProbeDefaults(_Strict):
@@ -241,54 +216,11 @@ class Settings(_Strict):
         return [base / path for path in self.rules]
 
     def api_token(self) -> str | None:
-        return _secret(self.api_token_env, self.api_token_file, required=False)
+        return read_secret(self.api_token_env, self.api_token_file, required=False)
 
     def named_api_tokens(self) -> dict[str, str]:
-        """Name -> token of every write-API token; the single-token form is "default".
-        ValueError when one cannot be read or two names share a token (whose act?)."""
-        tokens = {}
-        single = self.api_token()
-        if single:
-            tokens["default"] = single
-        for named in self.api_tokens:
-            if named.name in tokens:
-                raise ValueError(f"api_tokens: name {named.name!r} used twice")
-            token = _secret(named.token_env, named.token_file)
-            if not token:
-                raise ValueError(f"api_tokens: {named.name!r} has an empty token")
-            if token in tokens.values():
-                raise ValueError(f"api_tokens: {named.name!r} has the same token as another")
-            tokens[named.name] = token
-        return tokens
-
-
-def _secret(env: str | None, file: str | None, *, required: bool = True) -> str | None:
-    if env:
-        value = os.environ.get(env)
-        if value:
-            return value
-        if required and not file:
-            raise ValueError(f"environment variable {env} is not set")
-    if file:
-        try:
-            return Path(file).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read {file}: {exc.strerror}") from None
-    return None
-
-
-def _credentials(ref: SecretRef | None) -> Credentials | None:
-    if ref is None:
-        return None
-    token = _secret(ref.token_env, ref.token_file) if ref.token_env or ref.token_file else None
-    if token:
-        return Credentials.model_validate({"token": token})
-    return Credentials.model_validate(
-        {
-            "username": _secret(ref.username_env, ref.username_file),
-            "password": _secret(ref.password_env, ref.password_file),
-        }
-    )
+        """Name -> token of every write-API token; the single-token form is "default"."""
+        return named_tokens(self.api_token(), self.api_tokens)
 
 
 def _spec(probe: ProbeConfig, defaults: ProbeDefaults) -> ProbeSpec:
@@ -305,7 +237,7 @@ def _spec(probe: ProbeConfig, defaults: ProbeDefaults) -> ProbeSpec:
             "timeout": probe.timeout or defaults.timeout,
             "target": target,
             "settings": probe.settings,
-            "credentials": _credentials(probe.credentials or defaults.credentials),
+            "credentials": credentials_from(probe.credentials or defaults.credentials),
         }
     )
 

@@ -17,7 +17,7 @@ from detector.model import (
     Maintenance,
 )
 from detector.store.base import ComponentRecord
-from detector.web import statuspage
+from detector.web import statuspage, v2
 from detector.web.page import render_status_page
 from detector.web.statuspage import PageInfo, Snapshot
 
@@ -136,7 +136,7 @@ def test_status_indicator(
     statuses: list[ComponentStatus], indicator: str, description: str
 ) -> None:
     records = [component(f"carriers/c{n}", status) for n, status in enumerate(statuses)]
-    assert statuspage.status_json(snapshot(components=records)) == {
+    assert v2.status_json(snapshot(components=records)) == {
         "indicator": indicator,
         "description": description,
     }
@@ -144,10 +144,10 @@ def test_status_indicator(
 
 def test_unresolved_incident_raises_the_indicator() -> None:
     current = snapshot(components=[component("carriers/dhl")], incidents=[incident(impact=PARTIAL)])
-    assert statuspage.status_json(current)["indicator"] == "major"
+    assert v2.status_json(current)["indicator"] == "major"
     resolved = incident(status=IncidentStatus.RESOLVED)
     settled = snapshot(components=[component("carriers/dhl")], incidents=[resolved])
-    assert statuspage.status_json(settled)["indicator"] == "none"
+    assert v2.status_json(settled)["indicator"] == "none"
 
 
 # ---------------------------------------------------------------------------- incidents
@@ -224,19 +224,19 @@ def test_endpoint_payloads() -> None:
     ]
     incidents = [incident("inc-2"), incident("inc-1", status=IncidentStatus.RESOLVED)]
     current = snapshot(components=COMPONENTS, incidents=incidents, maintenances=windows)
-    summary = statuspage.summary(current)
+    summary = v2.summary(current)
     assert set(summary) == {"page", "components", "incidents", "scheduled_maintenances", "status"}
     assert set(summary["page"]) == PAGE_KEYS
     assert summary["page"]["time_zone"] == "Etc/UTC"
     assert [i["id"] for i in summary["incidents"]] == ["inc-2"]
     assert [m["id"] for m in summary["scheduled_maintenances"]] == ["m-next"]
-    assert set(statuspage.status(current)) == {"page", "status"}
-    assert set(statuspage.components(current)) == {"page", "components"}
-    assert [i["id"] for i in statuspage.incidents(current)["incidents"]] == ["inc-2", "inc-1"]
-    assert [i["id"] for i in statuspage.incidents(current, limit=1)["incidents"]] == ["inc-2"]
-    unresolved = statuspage.unresolved_incidents(current)["incidents"]
+    assert set(v2.status(current)) == {"page", "status"}
+    assert set(v2.components(current)) == {"page", "components"}
+    assert [i["id"] for i in v2.incidents(current)["incidents"]] == ["inc-2", "inc-1"]
+    assert [i["id"] for i in v2.incidents(current, limit=1)["incidents"]] == ["inc-2"]
+    unresolved = v2.unresolved_incidents(current)["incidents"]
     assert [i["id"] for i in unresolved] == ["inc-2"]
-    listed = statuspage.scheduled_maintenances(current)["scheduled_maintenances"]
+    listed = v2.scheduled_maintenances(current)["scheduled_maintenances"]
     assert [(m["id"], m["status"]) for m in listed] == [
         ("m-old", "completed"),
         ("m-next", "scheduled"),

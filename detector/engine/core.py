@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from detector.engine.calendar import Calendar
 from detector.engine.lifecycle import Lifecycle
-from detector.engine.rulematch import compile_match, component_matches, rank_rules
+from detector.engine.rulematch import compile_match, component_matches, in_rule_order, rank_rules
 from detector.engine.series import Series, SeriesError, SeriesKey, Watch, WatchKey
 from detector.engine.texts import Texts
 from detector.engine.views import Views
@@ -207,7 +207,7 @@ class Engine(Lifecycle, Views):
         due = self._collect_due(now)
         resolved_any = False
         broken = self.broken
-        for watch in self._in_order(due):
+        for watch in in_rule_order(due, self._ordered_rules):
             stepped = due[watch]
             try:  # inline, not a helper: this loop runs once per changed series
                 resolved_any |= self._step(watch, stepped, now, decisions)
@@ -222,7 +222,7 @@ class Engine(Lifecycle, Views):
                 held = [s for s in watch.series.values() if s.inhibited]
                 if held and watch.incident is None:
                     waiting[watch] = held
-            for watch in self._in_order(waiting):
+            for watch in in_rule_order(waiting, self._ordered_rules):
                 try:
                     self._step(watch, waiting[watch], now, decisions)
                 except Exception as error:
@@ -323,21 +323,6 @@ class Engine(Lifecycle, Views):
         watch = self.watches.get(entry[1])
         return watch if watch is not None and watch.timer_at == entry[0] else None
 
-    def _in_order(self, due: Iterable[Watch]) -> list[Watch]:
-        """Inhibitors first, then by component: deterministic output, cheap for 100k."""
-        by_rule: dict[str, list[Watch]] = {}
-        for watch in due:
-            by_rule.setdefault(watch.rule, []).append(watch)
-        if len(by_rule) == 1:
-            only = next(iter(by_rule.values()))
-            return sorted(only, key=_component) if len(only) > 1 else only
-        ordered: list[Watch] = []
-        for name in self._ordered_rules:
-            group = by_rule.get(name)
-            if group:
-                ordered.extend(sorted(group, key=_component))
-        return ordered
-
     # ------------------------------------------------------------------ internals
     def _new_series(self, rule: Rule, component: str, split: tuple[str, ...]) -> Series:
         watch = self.watches.get((rule.name, component))
@@ -394,10 +379,6 @@ class Engine(Lifecycle, Views):
         )
         self._dirty.update(self.series.values())
         self._dirty_watches.update(self.watches.values())
-
-
-def _component(watch: Watch) -> str:
-    return watch.component
 
 
 def _one_line(error: Exception) -> str:

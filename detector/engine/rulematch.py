@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from detector.engine.series import Watch
 from detector.model import Rule
 
 Matcher = Callable[[str, str, str], bool]
@@ -53,3 +54,24 @@ def rank_rules(rules: Sequence[Rule]) -> dict[str, int]:
     for rule in rules:
         visit(rule.name)
     return order
+
+
+def in_rule_order(due: Iterable[Watch], ordered_rules: Sequence[str]) -> list[Watch]:
+    """Inhibitors first (`ordered_rules`, as ranked), then by component: deterministic
+    output, cheap for 100k."""
+    by_rule: dict[str, list[Watch]] = {}
+    for watch in due:
+        by_rule.setdefault(watch.rule, []).append(watch)
+    if len(by_rule) == 1:
+        only = next(iter(by_rule.values()))
+        return sorted(only, key=_component) if len(only) > 1 else only
+    ordered: list[Watch] = []
+    for name in ordered_rules:
+        group = by_rule.get(name)
+        if group:
+            ordered.extend(sorted(group, key=_component))
+    return ordered
+
+
+def _component(watch: Watch) -> str:
+    return watch.component

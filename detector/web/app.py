@@ -21,7 +21,7 @@ from aiohttp import web
 from detector.clock import Clock
 from detector.metrics import Metrics
 from detector.store.base import Store, StoreError
-from detector.web import statuspage, unsubscribe
+from detector.web import statuspage, unsubscribe, v2
 from detector.web.i18n import choose_language
 from detector.web.page import HISTORY_SECONDS
 from detector.web.site import Site
@@ -176,16 +176,16 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 # path, payload, incidents read, maintenances ending after now - seconds (None: not read)
 _PUBLIC: list[tuple[str, Callable[[statuspage.Snapshot], Any], IncidentsWanted, float | None]] = [
-    ("summary.json", statuspage.summary, "unresolved", 0.0),
-    ("status.json", statuspage.status, "unresolved", None),
-    ("components.json", statuspage.components, "none", None),
-    ("incidents.json", statuspage.incidents, "recent", None),
-    ("incidents/unresolved.json", statuspage.unresolved_incidents, "unresolved", None),
+    ("summary.json", v2.summary, "unresolved", 0.0),
+    ("status.json", v2.status, "unresolved", None),
+    ("components.json", v2.components, "none", None),
+    ("incidents.json", v2.incidents, "recent", None),
+    ("incidents/unresolved.json", v2.unresolved_incidents, "unresolved", None),
     # incidents too: a component's status before a window starts is its incidents'
-    ("scheduled-maintenances.json", statuspage.scheduled_maintenances, "page", HISTORY_SECONDS),
-    ("scheduled-maintenances/upcoming.json", statuspage.upcoming_maintenances, "page", 0.0),
+    ("scheduled-maintenances.json", v2.scheduled_maintenances, "page", HISTORY_SECONDS),
+    ("scheduled-maintenances/upcoming.json", v2.upcoming_maintenances, "page", 0.0),
     # ended windows too: one is `verifying` while a component it covered is not back
-    ("scheduled-maintenances/active.json", statuspage.active_maintenances, "page", HISTORY_SECONDS),
+    ("scheduled-maintenances/active.json", v2.active_maintenances, "page", HISTORY_SECONDS),
 ]
 
 
@@ -227,6 +227,17 @@ def make_app(
         clock, max_age=snapshot_max_age, boundary=api.next_boundary
     )
 
+    _add_routes(app, api, site, writes, snapshots)
+    unsubscribe.add_routes(app, store, clock)
+    return app
+
+
+def _add_routes(
+    app: web.Application, api: _Api, site: Site, writes: WriteApi, snapshots: Snapshots
+) -> None:
+    """Every route but unsubscribe's; pages and public JSON are served from snapshots."""
+    page = api.page
+
     def json_key(request: web.Request) -> Key:
         return (request.path, "" if page.url else f"{request.scheme}://{request.host}")
 
@@ -262,5 +273,3 @@ def make_app(
             web.post("/-/reload", writes.reload),
         ]
     )
-    unsubscribe.add_routes(app, store, clock)
-    return app
