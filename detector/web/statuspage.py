@@ -86,7 +86,7 @@ def worst(statuses: Sequence[ComponentStatus]) -> ComponentStatus:
     return max(statuses, key=lambda status: status.severity, default=ComponentStatus.OPERATIONAL)
 
 
-def _time(epoch: float | None) -> str | None:
+def json_time(epoch: float | None) -> str | None:
     """RFC 3339, or null for an absent time or a stored one no reader could parse: a bad
     row must never turn every response into a 500."""
     return None if epoch is None or not in_range(epoch) else format_time(epoch)
@@ -102,8 +102,8 @@ def _component_fields(
         "id": public_id(cid),
         "name": name,
         "status": status.value,
-        "created_at": _time(updated),
-        "updated_at": _time(updated),
+        "created_at": json_time(updated),
+        "updated_at": json_time(updated),
         "position": position,
         "description": None,
         "showcase": False,
@@ -161,7 +161,7 @@ def _affected(component: Json, old: ComponentStatus, new: ComponentStatus) -> Js
 
 def _update_json(update_id: str, status: str, body: str, incident_id: str, at: float | None,
                  affected: list[Json]) -> Json:  # fmt: skip
-    stamp = _time(at)
+    stamp = json_time(at)
     return {"id": update_id, "status": status, "body": body, "incident_id": incident_id,
             "created_at": stamp, "updated_at": stamp, "display_at": stamp,
             "affected_components": affected, "deliver_notifications": True, "custom_tweet": None,
@@ -238,13 +238,13 @@ def incident_json(incident: Incident, snapshot: Snapshot) -> Json:
         "id": incident.id,
         "name": incident.title,
         "status": incident.status.value,
-        "created_at": _time(incident.opened_at),
-        "updated_at": _time(incident_updated_at(incident)),
-        "monitoring_at": _time(_monitoring_at(incident)),
-        "resolved_at": _time(incident.resolved_at),
+        "created_at": json_time(incident.opened_at),
+        "updated_at": json_time(incident_updated_at(incident)),
+        "monitoring_at": json_time(_monitoring_at(incident)),
+        "resolved_at": json_time(incident.resolved_at),
         "impact": IMPACT_BY_STATUS[incident.impact],
         "shortlink": shortlink(snapshot.page, f"incident-{incident.id}"),
-        "started_at": _time(started),  # when the failure began, not when the incident opened
+        "started_at": json_time(started),  # when the failure began, not when the incident opened
         "page_id": snapshot.page.id,
         "incident_updates": _incident_updates(incident, component, snapshot),
         "components": [component],
@@ -309,18 +309,18 @@ def maintenance_json(maintenance: Maintenance, snapshot: Snapshot) -> Json:
         "id": maintenance.id,
         "name": maintenance.title,
         "status": status,
-        "created_at": _time(maintenance.created_at),
-        "updated_at": _time(updated),
+        "created_at": json_time(maintenance.created_at),
+        "updated_at": json_time(updated),
         "monitoring_at": None,
-        "resolved_at": _time(maintenance.end) if status == "completed" else None,
+        "resolved_at": json_time(maintenance.end) if status == "completed" else None,
         "impact": "maintenance",
         "shortlink": shortlink(snapshot.page, f"maintenance-{maintenance.id}"),
-        "started_at": _time(maintenance.start) if status != "scheduled" else None,
+        "started_at": json_time(maintenance.start) if status != "scheduled" else None,
         "page_id": snapshot.page.id,
         "incident_updates": _maintenance_updates(maintenance, snapshot),
         "components": components,
-        "scheduled_for": _time(maintenance.start),
-        "scheduled_until": _time(maintenance.end),
+        "scheduled_for": json_time(maintenance.start),
+        "scheduled_until": json_time(maintenance.end),
         **NO_POSTMORTEM,
     }
 

@@ -13,11 +13,11 @@ from detector.web.statuspage import (
     INDICATOR_DESCRIPTIONS,
     Json,
     Snapshot,
-    _time,
     components_list,
     incident_json,
     incident_updated_at,
     indicator,
+    json_time,
     maintenance_json,
     maintenance_status,
     unresolved,
@@ -38,7 +38,7 @@ def page_json(snapshot: Snapshot) -> Json:
         "name": page.name,
         "url": page.url,
         "time_zone": page.time_zone,
-        "updated_at": _time(max(times, default=snapshot.now)),
+        "updated_at": json_time(max(times, default=snapshot.now)),
     }
 
 
