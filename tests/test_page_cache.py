@@ -8,10 +8,13 @@ import re
 
 from factories import make_incident
 
+from detector.clock import ManualClock
 from detector.model import ComponentStatus, Incident, Maintenance
 from detector.store.base import ComponentRecord
+from detector.store.sql import SqlStore
 from detector.web.history import DAY, HISTORY_DAYS, component_history, day_start
-from detector.web.page import _bars, render_status_page
+from detector.web.page import _bars, environment, render_status_page
+from detector.web.site import Site
 from detector.web.statuspage import PageInfo, Snapshot
 
 NOW = 1_795_860_000.0  # 2026-11-28T10:00:00Z
@@ -83,3 +86,13 @@ def test_the_bars_move_on_when_the_day_rolls_over_and_follow_the_language() -> N
     assert tomorrow[-2] == today[-1] and tomorrow[:-2] == today[1:-1]
     spanish = bars_of(page(NOW, [incident], lang="es"), "carriers.dhl")
     assert spanish[-1][1].startswith("28 nov 2026") and spanish[-1] != today[-1]
+
+
+def test_a_site_compiles_its_language_before_the_first_reader(store: SqlStore) -> None:
+    env = environment("it")
+    env.cache.clear()  # type: ignore[union-attr]
+    Site(store, ManualClock(NOW), PageInfo(), "it")
+    compiled = len(env.cache)  # type: ignore[arg-type]
+    assert compiled >= 5  # every page template and what they import
+    page(NOW, [], lang="it")
+    assert len(env.cache) == compiled  # type: ignore[arg-type]
