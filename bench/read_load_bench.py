@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.request
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,13 +119,14 @@ OUTAGE = (
 TOKEN = "bench-token"  # the daemon reads it from DETECTOR_API_TOKEN
 
 
-def _post(url: str, body: dict[str, object], token: str = "") -> dict[str, object]:
+def _post(url: str, body: Mapping[str, object], token: str = "") -> dict[str, object]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+        answer: dict[str, object] = json.loads(response.read())
+        return answer
 
 
 def start_outage(sandbox: str, base: str, seconds: float) -> str:
