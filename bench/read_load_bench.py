@@ -13,13 +13,18 @@ path in turn (Debian package `wrk`). Reports requests/s, p50/p99/max latency, no
 responses, the daemon's CPU during each run, and probe lateness over the whole load: each
 run's start (from the store's results) against the probe's fixed phase in its interval
 (`detector.daemon.probe_phase`), p50/p99/max. `--gzip` sends `Accept-Encoding: gzip` as
-browsers do. Bounded: about warm-up + 2 x seconds + start-up.
+browsers do. `--outage` starts sandbox faults (DHL labels failing in DE, the Sendcloud API erroring)
+before the warm-up, opens an incident on each through the write API and posts an update to
+one every `--update-every` seconds during the load: the page is read hardest exactly then,
+and every accepted write makes the crowd wait for a fresh rendering. Bounded: about
+warm-up + 2 x seconds + start-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -28,8 +33,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +112,43 @@ def lateness(db: Path, since: float, until: float, interval: float) -> list[floa
     return late
 
 
+OUTAGE = (
+    {"component": "carriers/dhl", "mode": "error", "market": "DE"},
+    {"component": "sendcloud/api", "mode": "error"},
+)
+TOKEN = "bench-token"  # the daemon reads it from DETECTOR_API_TOKEN
+
+
+def _post(url: str, body: Mapping[str, object], token: str = "") -> dict[str, object]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, object] = json.loads(response.read())
+        return answer
+
+
+def start_outage(sandbox: str, base: str, seconds: float) -> str:
+    """Faults in the sandbox and an open incident on each faulty component; the first's id."""
+    ids = []
+    for fault in OUTAGE:
+        _post(f"{sandbox}/_sandbox/faults", {**fault, "seconds": int(seconds)})
+        opened = {"component": fault["component"], "title": f"{fault['component']} failing",
+                  "body": "Requests fail. We are investigating."}  # fmt: skip
+        ids.append(str(_post(f"{base}/api/v1/incidents", opened, TOKEN)["id"]))
+    return ids[0]
+
+
+def keep_updating(base: str, incident: str, every: float, stop: threading.Event) -> None:
+    """On-call posting updates during the load: each one renders every snapshot afresh."""
+    n = 0
+    while not stop.wait(every):
+        n += 1
+        update = {"status": "identified", "body": f"Still failing; update {n}."}
+        _post(f"{base}/api/v1/incidents/{incident}/updates", update, TOKEN)
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -117,6 +162,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=12.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip")
+    parser.add_argument("--outage", action="store_true", help="faults and incident updates")
+    parser.add_argument("--update-every", type=float, default=2.0, help="with --outage")
     parser.add_argument("--detector", metavar="CMD", help="the detector CLI (default: the venv's)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:  # the Debian package, installed when missing
@@ -130,6 +177,7 @@ def main() -> int:
         raise SystemExit("wrk not found, and apt-get could not install it")
     cli = args.detector.split() if args.detector else detector_command()
     env = {**os.environ, "SANDBOX_USERNAME": "bench", "SANDBOX_PASSWORD": "bench"}
+    env["DETECTOR_API_TOKEN"] = TOKEN
     with tempfile.TemporaryDirectory(prefix="read-load-") as tmp_name:
         tmp = Path(tmp_name)
         sandbox_port = free_port()
@@ -145,9 +193,18 @@ def main() -> int:
             wait_http(f"{sandbox}/_sandbox/faults", sb)
             with started([*cli, "run", "--config", str(config)], tmp / "daemon.log", env) as d:
                 wait_http(f"http://{listen}/healthz", d)
+                base, stop = f"http://{listen}", threading.Event()
+                if args.outage:
+                    incident = start_outage(sandbox, base, args.warmup + 3 * args.seconds + 60)
+                    updater = threading.Thread(
+                        target=keep_updating, args=(base, incident, args.update_every, stop)
+                    )
                 time.sleep(args.warmup)
                 start = time.time()
-                loads = [run_wrk(f"http://{listen}", path, args, d.pid) for path in PATHS]
+                if args.outage:
+                    updater.start()
+                loads = [run_wrk(base, path, args, d.pid) for path in PATHS]
+                stop.set()
                 end = time.time()
                 time.sleep(args.interval)  # let the last runs finish and be flushed
                 late = lateness(tmp / "bench.db", start, end, args.interval)
@@ -159,6 +216,7 @@ def print_report(args: argparse.Namespace, loads: list[Load], late: list[float])
     print(
         f"wrk -t2 -c{args.connections} -d{args.seconds:g}s{' (gzip)' if args.gzip else ''};"
         f" daemon with {args.probes} probes every {args.interval:g}s"
+        f"{f', during an outage (an update every {args.update_every:g}s)' if args.outage else ''}"
     )
     for load in loads:
         print(

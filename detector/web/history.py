@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from itertools import pairwise
 
 from detector.model import ComponentStatus, Incident, Maintenance
@@ -96,6 +97,8 @@ def component_history(
     """One bar per UTC day, the last one today (up to `now`), and uptime over them."""
     spans = segments(component, incidents, now) + maintenance_segments(component, maintenances)
     first = day_start(now) - (days - 1) * DAY
+    if not any(a < now and b > first for a, b, _ in spans):
+        return ComponentHistory(component, _quiet_bars(first, days), 1.0)
     bars, observed, down = [], 0.0, 0.0
     for index in range(days):
         start = first + index * DAY
@@ -107,6 +110,17 @@ def component_history(
         down += sum(DOWNTIME_WEIGHT.get(s, 0.0) * t for s, t in seconds.items())
     uptime = 1.0 - down / observed if observed > 0 else 1.0
     return ComponentHistory(component, bars, uptime)
+
+
+@lru_cache(maxsize=8)
+def _quiet_bars(first: float, days: int) -> list[DayBar]:
+    """All-operational bars, shared by every quiet component until the day rolls over: the
+    page is rendered on every change, and most components have nothing in 90 days."""
+    operational = ComponentStatus.OPERATIONAL
+    return [
+        DayBar(datetime.fromtimestamp(first + i * DAY, tz=UTC).date(), operational)
+        for i in range(days)
+    ]
 
 
 # ---------------------------------------------------------------------------- months

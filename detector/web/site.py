@@ -30,7 +30,12 @@ from detector.web.history import (
     next_month,
 )
 from detector.web.history import component_history as history_of
-from detector.web.page import render_history_month, render_incident_page, render_status_page
+from detector.web.page import (
+    render_history_month,
+    render_incident_page,
+    render_status_page,
+    warm,
+)
 from detector.web.statuspage import PageInfo, Snapshot
 
 T = TypeVar("T")
@@ -47,6 +52,9 @@ class Site:
     clock: Clock
     page: PageInfo
     language: str = i18n.DEFAULT_LANGUAGE
+
+    def __post_init__(self) -> None:
+        warm(self.language)  # once per language and process, before the first reader
 
     # ------------------------------------------------------------------ plumbing
 
