@@ -6,7 +6,7 @@ API and the probes all speak the same plain objects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
@@ -245,12 +245,16 @@ def incident_fields(incident: Incident) -> dict[str, Any]:
         "opened_at": incident.opened_at,
         "resolved_at": incident.resolved_at,
         "markets": list(incident.markets),
+        "started_at": incident.started_at,
     }
 
 
-def incident_to_dict(incident: Incident) -> dict[str, Any]:
+def incident_to_dict(
+    incident: Incident, *, time: Callable[[float], str | None] = format_time
+) -> dict[str, Any]:
     """The one JSON form of an incident with its timeline, exactly DESIGN's replay object
-    (replay, rule tests, webhooks)."""
+    (replay, rule tests, webhooks). `time` formats each instant (webhooks pass one that
+    writes null for a time no reader can format)."""
     return {
         "id": incident.id,
         "rule": incident.rule,
@@ -259,25 +263,23 @@ def incident_to_dict(incident: Incident) -> dict[str, Any]:
         "cause": incident.cause,
         "deploy": incident.deploy,
         "impact": str(incident.impact),
-        "opened_at": format_time(incident.opened_at),
-        "resolved_at": _time(incident.resolved_at),
+        "opened_at": time(incident.opened_at),
+        "resolved_at": None if incident.resolved_at is None else time(incident.resolved_at),
         "markets": list(incident.markets),
-        "updates": [update_to_dict(update) for update in incident.updates],
+        "updates": [update_to_dict(update, time=time) for update in incident.updates],
     }
 
 
-def update_to_dict(update: IncidentUpdate) -> dict[str, Any]:
+def update_to_dict(
+    update: IncidentUpdate, *, time: Callable[[float], str | None] = format_time
+) -> dict[str, Any]:
     return {
-        "at": format_time(update.at),
+        "at": time(update.at),
         "status": str(update.status),
         "component_status": str(update.component_status),
         "body": update.body,
         "evidence": update.evidence,
     }
-
-
-def _time(moment: float | None) -> str | None:
-    return None if moment is None else format_time(moment)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,9 @@ from detector.clock import ManualClock
 from detector.metrics import Metrics
 from detector.model import ComponentStatus, Episode, IncidentStatus
 from detector.notify.config import Channel
+from detector.notify.payload import incident_object
 from detector.store import SqlStore, StoreError, open_store
+from detector.timeutil import format_time
 
 SECRET = "s3cret-hmac-key"
 
@@ -297,3 +299,13 @@ async def test_the_loop_sends_when_woken_and_only_while_it_leads(
     assert [b["event"] for b in receiver.bodies()] == ["incident.opened"]
     stopping.set()
     await asyncio.wait_for(loop, 5)
+
+
+def test_a_time_no_reader_can_format_is_null_in_the_payload_not_an_error() -> None:
+    far = incident("inc-far")
+    far.started_at = 1e18  # a deploy "in the year 30 billion" named it: no calendar has it
+    far.resolved_at = 1e18
+    data = incident_object(far)
+    assert (data["started_at"], data["resolved_at"]) == (None, None)
+    assert data["opened_at"] == format_time(T0)
+    assert [u["at"] for u in data["updates"]] == [format_time(u.at) for u in far.updates]

@@ -64,7 +64,7 @@ def _dump_watch(watch: Watch) -> dict[str, Any]:
         "component": watch.component,
         "stable_since": watch.stable_since,
         "reopen_status": str(watch.reopen_status),
-        "incident": incident_fields(incident) | {"started_at": incident.started_at},
+        "incident": incident_fields(incident),
     }
 
 

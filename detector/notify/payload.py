@@ -19,7 +19,6 @@ from detector.model import (
     IncidentResolved,
     IncidentUpdate,
     IncidentUpdated,
-    incident_fields,
 )
 from detector.replay import incident_to_dict
 from detector.timeutil import format_time, in_range
@@ -57,18 +56,9 @@ def _time(moment: float | None) -> str | None:
 
 
 def incident_object(incident: Incident) -> dict[str, Any]:
-    """The replay incident object plus what on-call needs. The one call to the shared
-    serialiser: swap it here. Never raises: it runs inside the commit of the change."""
-    try:
-        data = incident_to_dict(incident)
-    except (ValueError, OverflowError, OSError):  # a time no reader can format: shown as null
-        data = {**incident_fields(incident), "opened_at": _time(incident.opened_at),
-                "resolved_at": _time(incident.resolved_at)}  # fmt: skip
-        data["updates"] = [
-            {"at": _time(u.at), "status": str(u.status),
-             "component_status": str(u.component_status), "body": u.body}
-            for u in incident.updates
-        ]  # fmt: skip
+    """The replay incident object plus what on-call needs. Never raises: it runs inside the
+    commit of the change, so a time no reader can format is written as null."""
+    data = incident_to_dict(incident, time=_time)
     data["status"] = str(incident.status)
     data["component_status"] = str(incident.component_status)
     data["markets"] = list(incident.markets)

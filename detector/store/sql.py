@@ -34,6 +34,7 @@ from detector.model import (
     IncidentUpdate,
     IncidentUpdated,
     ProbeResult,
+    incident_fields,
 )
 from detector.store import audit, history, migrate, tables
 from detector.store.audit import AuditEntry
@@ -196,7 +197,7 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
             self._set_component_statuses(session, component_statuses, now)
 
     def _open_incident(self, session: Session, incident: Incident) -> None:
-        statement = self._insert(tables.incidents).values(tables.incident_values(incident))
+        statement = self._insert(tables.incidents).values(incident_fields(incident))
         session.exec(statement.on_conflict_do_nothing())
         # Absent now: uq_incidents_open refused a 2nd open one on (rule, component); skip it.
         if session.get(IncidentRow, incident.id) is not None:

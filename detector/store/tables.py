@@ -41,7 +41,6 @@ from detector.model import (
     IncidentUpdate,
     Maintenance,
     ProbeResult,
-    incident_fields,
 )
 from detector.store.base import ComponentRecord
 
@@ -271,10 +270,6 @@ def to_component(row: ComponentRow) -> ComponentRecord:
         position=row.position,
         updated_at=row.updated_at,
     )
-
-
-def incident_values(incident: Incident) -> dict[str, Any]:
-    return {**incident_fields(incident), "started_at": incident.started_at}
 
 
 def update_values(incident_id: str, update: IncidentUpdate) -> dict[str, Any]:
