@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from detector.engine import Engine
-from detector.engine.when import parse_when
+from detector.engine.when import When, parse_when
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -100,3 +101,21 @@ class Driver:
         incidents = self.engine.open_incidents()
         assert len(incidents) == 1, incidents
         return incidents[0]
+
+
+class Boom:
+    """A `when` whose evaluation raises: stands in for any bug in one rule."""
+
+    text = "boom"
+    metrics = frozenset({"error_ratio"})
+
+    def evaluate(self, values: Mapping[str, float]) -> bool:
+        raise ZeroDivisionError("boom")
+
+    def explain(self, values: Mapping[str, float]) -> str:
+        return "boom"
+
+
+def boom_impact() -> tuple[Impact, ...]:
+    """An impact list whose only condition raises on every evaluation."""
+    return (Impact(ComponentStatus.MAJOR_OUTAGE, cast(When, Boom())),)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import cast
-
-from enginekit import MIN, T0, Driver, result, rule
+from enginekit import MIN, T0, Driver, boom_impact, result, rule
 
 from detector.engine import Engine, SeriesError
 from detector.engine.state import dump_state, load_state
-from detector.engine.when import When
 from detector.model import (
     ComponentStatus,
     Deploy,
     DeployFlaggedBad,
-    Impact,
     IncidentOpened,
     IncidentResolved,
     IncidentStatus,
@@ -53,21 +48,8 @@ def test_a_deploy_with_an_absurd_time_breaks_only_its_own_series() -> None:
     assert engine.broken[("labels", "carriers/dhl")] >= 26  # every pass since the flag
 
 
-class Boom:
-    """A `when` whose evaluation raises: stands in for any bug in one rule."""
-
-    text = "boom"
-    metrics = frozenset({"error_ratio"})
-
-    def evaluate(self, values: Mapping[str, float]) -> bool:
-        raise ZeroDivisionError("boom")
-
-    def explain(self, values: Mapping[str, float]) -> str:
-        return "boom"
-
-
 def test_a_rule_whose_evaluation_raises_leaves_the_other_rules_working() -> None:
-    bad = rule("bad", impact=(Impact(ComponentStatus.MAJOR_OUTAGE, cast(When, Boom())),))
+    bad = rule("bad", impact=boom_impact())
     engine = Engine([bad, rule("labels")])
     driver = Driver(engine)
     driver.minutes(0, 31, ok=False)
@@ -77,7 +59,7 @@ def test_a_rule_whose_evaluation_raises_leaves_the_other_rules_working() -> None
 
 
 def test_broken_count_clears_when_the_series_steps_fine_again() -> None:
-    flaky = rule(impact=(Impact(ComponentStatus.MAJOR_OUTAGE, cast(When, Boom())),))
+    flaky = rule(impact=boom_impact())
     engine = Engine([flaky])
     driver = Driver(engine)
     driver.minutes(0, 3, ok=False)

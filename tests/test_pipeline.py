@@ -10,40 +10,25 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import cast
 
 import apscheduler.schedulers.base
 import pytest
 from aiohttp.test_utils import TestServer
 from daemonkit import json_log, make_daemon, running, write_config
+from enginekit import boom_impact
 from factories import T0
 
 from detector.clock import ManualClock
 from detector.clockwatch import ClockWatch
 from detector.daemon import Daemon
-from detector.engine.when import When
 from detector.logs import configure
-from detector.model import ComponentStatus, Decision, Impact
+from detector.model import Decision
 from detector.settings import load_settings
 
 pytestmark = pytest.mark.usefixtures("credentials")
-
-
-class Boom:
-    """A `when` whose evaluation raises: stands in for any bug in one rule."""
-
-    text = "boom"
-    metrics = frozenset({"error_ratio"})
-
-    def evaluate(self, values: Mapping[str, float]) -> bool:
-        raise ZeroDivisionError("division by zero")
-
-    def explain(self, values: Mapping[str, float]) -> str:
-        return "boom"
 
 
 async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
@@ -55,9 +40,7 @@ async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
         engine, control = daemon.engine, daemon.control
         assert control is not None
         name = "carrier-label-creation"
-        broken = replace(
-            engine.rules[name], impact=(Impact(ComponentStatus.MAJOR_OUTAGE, cast(When, Boom())),)
-        )
+        broken = replace(engine.rules[name], impact=boom_impact())
         engine.set_rules([broken, *(r for r in engine.rules.values() if r.name != name)])
         for _ in range(2):
             await daemon.probe_all()
@@ -70,9 +53,7 @@ async def test_a_failing_series_is_counted_logged_and_named_in_readiness(
             if "series_evaluation_failed" in line
         ]
         assert len(logged) == failures
-        assert {(e["rule"], e["error"]) for e in logged} == {
-            (name, "ZeroDivisionError: division by zero")
-        }
+        assert {(e["rule"], e["error"]) for e in logged} == {(name, "ZeroDivisionError: boom")}
         dhl = [e for e in logged if e["component"] == "carriers/dhl"]
         assert dhl, logged
         assert not any(k.startswith("series ") for k in control.readiness())  # not named yet
