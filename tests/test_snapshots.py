@@ -16,6 +16,7 @@ from detector.clock import ManualClock
 from detector.model import IncidentStatus, Maintenance
 from detector.store.sql import SqlStore
 from detector.web.app import SNAPSHOTS
+from detector.web.snapshot import REFRESH_GRACE
 
 SUMMARY = "/api/v2/summary.json"
 
@@ -159,6 +160,33 @@ async def test_a_refresh_serves_the_current_snapshot_while_one_renders(
     await snapshots.settled()
     after = await (await client.get(SUMMARY)).json()
     assert [i["id"] for i in after["incidents"]] == ["inc-1"]
+
+
+async def test_after_a_quiet_spell_a_commit_is_never_served_stale(
+    client: Client, store: SqlStore, clock: ManualClock
+) -> None:
+    """The first reader a minute after a commit reads the change, not the pre-commit copy."""
+    snapshots = client.app[SNAPSHOTS]
+    await client.get(SUMMARY)
+    clock.advance(10)
+    commit(store, open_incident())
+    snapshots.refresh()
+    clock.advance(REFRESH_GRACE + 50)  # nobody read in between
+    first = await (await client.get(SUMMARY)).json()
+    assert [i["id"] for i in first["incidents"]] == ["inc-1"]
+
+
+async def test_a_refreshed_copy_is_served_only_within_the_grace(
+    client: Client, store: SqlStore, clock: ManualClock
+) -> None:
+    snapshots = client.app[SNAPSHOTS]
+    await client.get(SUMMARY)
+    commit(store, open_incident())
+    snapshots.refresh()
+    clock.advance(REFRESH_GRACE - 0.5)
+    assert (await (await client.get(SUMMARY)).json())["incidents"] == []  # served, rendering
+    await snapshots.settled()
+    assert [i["id"] for i in (await (await client.get(SUMMARY)).json())["incidents"]] == ["inc-1"]
 
 
 @pytest.mark.usefixtures("credentials")

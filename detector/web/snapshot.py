@@ -4,9 +4,10 @@ every reader until something changes, because the page is read hardest during an
 A snapshot is the body of one response (plain and gzip-compressed), its ETag and content
 type, keyed by path, language and base URL. It is rendered afresh after an accepted write
 (`invalidate`: the writer reads what it wrote), after a pipeline commit (`refresh`: readers
-keep the current one while one reader renders the next), when a maintenance window starts
-or ends (`valid_until`), and at the latest after `max_age` seconds ("Updated <time>" moves
-on). A crowd arriving at a missing snapshot waits for one rendering, not one each.
+keep the current one while one reader renders the next, if it is at most `REFRESH_GRACE`
+old), when a maintenance window starts or ends (`valid_until`), and at the latest after
+`max_age` seconds ("Updated <time>" moves on). A crowd arriving at a missing snapshot waits
+for one rendering, not one each.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ Key = tuple[str, ...]
 # moves "Updated <time>" on; each rendering costs tens of ms of CPU at the crowd's expense.
 DEFAULT_MAX_AGE = 30.0
 CACHE_SECONDS = 5  # Cache-Control max-age: browsers and proxies ask again this soon
+# How old a snapshot may be and still be served after a commit changed what it shows, while a
+# new one renders: under a crowd snapshots are seconds old, so nobody waits; after a quiet
+# spell the first reader waits for one rendering rather than read a minute-old status.
+REFRESH_GRACE = float(CACHE_SECONDS)
 _KEPT_HEADERS = ("Content-Type", "Content-Language", "Vary")
 _MAX_SNAPSHOTS = 256  # languages x paths x hosts; beyond this (odd Host headers) start over
 
@@ -40,6 +45,7 @@ class Rendered:
     etag: str
     headers: tuple[tuple[str, str], ...]
     generation: int
+    rendered_at: float
     started: int  # the rendering's sequence number: later than a refresh() means current
     valid_until: float
     at_boundary: bool  # valid_until is a maintenance boundary, not just max_age
@@ -90,9 +96,10 @@ class Snapshots:
 
     def _servable(self, rendered: Rendered) -> bool:
         """Aged or refreshed but still fine to serve while a new one renders."""
-        if rendered.started <= self._refreshed_at:
-            return True
-        return not rendered.at_boundary and self.clock.now() < rendered.valid_until + self.max_age
+        now = self.clock.now()
+        if rendered.started <= self._refreshed_at:  # a commit since: it may miss a change
+            return now < rendered.rendered_at + REFRESH_GRACE
+        return not rendered.at_boundary and now < rendered.valid_until + self.max_age
 
     async def get(self, key: Key, request: web.Request, handler: Handler) -> Rendered:
         rendered = self._kept.get(key)
@@ -160,7 +167,9 @@ class Snapshots:
         self.builds += 1
         gzipped = await asyncio.to_thread(gzip.compress, body, 6, mtime=0)
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-        return Rendered(body, gzipped, etag, headers, generation, started, valid_until, at_boundary)
+        return Rendered(
+            body, gzipped, etag, headers, generation, now, started, valid_until, at_boundary
+        )
 
     def serve(self, key_of: Callable[[web.Request], Key], handler: Handler) -> Handler:
         """The handler, served from snapshots: ETag/If-None-Match, Cache-Control, gzip."""
