@@ -359,6 +359,15 @@ def test_manual_incident_updates(store: SqlStore) -> None:
         store.add_incident_update("nope", MONITORING, "x", T0)
 
 
+def test_two_notes_in_the_same_instant_are_both_kept_in_order(store: SqlStore) -> None:
+    """The unique key that makes a re-applied decision a no-op must not refuse a second note."""
+    store.commit_engine([IncidentOpened(make_incident())], {}, {}, T0)
+    first = store.add_incident_update("inc-1", MONITORING, "fix deployed", T0 + 5)
+    second = store.add_incident_update("inc-1", MONITORING, "watching the queue", T0 + 5)
+    assert (first.at, second.at) == (T0 + 5, T0 + 5.001)  # a millisecond later: both shown
+    assert store.get_incident("inc-1").updates[1:] == [first, second]
+
+
 # ------------------------------------------------------------------ export
 
 

@@ -293,8 +293,9 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
                 row.resolved_at = row.resolved_at if already_resolved else now
             else:
                 component_status = ComponentStatus(row.component_status)
+            at = self._free_update_time(session, incident_id, now, status, component_status)
             update = IncidentUpdate(
-                at=now, status=status, component_status=component_status, body=body
+                at=at, status=status, component_status=component_status, body=body
             )
             session.exec(
                 core_insert(tables.incident_updates).values(tables.update_values(row.id, update))
@@ -303,6 +304,29 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
             row.component_status = str(component_status)
             session.add(row)
             return update
+
+    @staticmethod
+    def _free_update_time(
+        session: Session,
+        incident_id: str,
+        now: float,
+        status: IncidentStatus,
+        component_status: ComponentStatus,
+    ) -> float:
+        """`now`, or a millisecond later per update already there with the same status at that
+        time: the unique key that makes re-applied decisions no-ops must not refuse (or drop)
+        a second note written in the same instant."""
+        c = tables.incident_updates.c
+        taken = core_select(c.at).where(
+            c.incident_id == incident_id,
+            c.status == str(status),
+            c.component_status == str(component_status),
+            c.at >= now,
+        )
+        times = set(session.exec(taken).scalars())  # type: ignore[call-overload]
+        while now in times:
+            now = round(now + 0.001, 6)
+        return now
 
     # --- probe results
 
