@@ -85,7 +85,7 @@ class Receiver:
         return str(self.server.make_url("")).rstrip("/")
 
     def bodies(self) -> list[Any]:
-        return [r.json for r in self.requests]
+        return [r.json for r in self.requests if r.raw]  # a GET carries none
 
 
 async def start_receiver() -> Receiver:

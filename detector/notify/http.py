@@ -62,8 +62,8 @@ async def request(
     timeout: float,
 ) -> tuple[int, bytes]:
     """One call; the answer when it is 2xx, else DeliveryError (transient or permanent)."""
-    payload = data if data is not None else orjson.dumps(body)
-    wanted = {"Content-Type": "application/json", **(headers or {})}
+    payload = data if data is not None else None if body is None else orjson.dumps(body)
+    wanted = {"Content-Type": "application/json", **(headers or {})} if payload else headers
     try:
         async with asyncio.timeout(timeout):
             async with session.request(method, url, data=payload, headers=wanted) as response:

@@ -1,6 +1,8 @@
 """`statuspage`: drives a hosted Atlassian Statuspage page through its manage API v1.
 
-`POST /pages/{page_id}/incidents` creates the incident (its id is kept in the store),
+`POST /pages/{page_id}/incidents` creates the incident (its id is kept in the store, and
+detector's incident id goes in the incident's `metadata`: a create whose id was never saved
+is found again through `GET /pages/{page_id}/incidents/unresolved` instead of made twice),
 `PATCH /pages/{page_id}/incidents/{id}` posts each public update with its status and body,
 `PATCH /pages/{page_id}/components/{id}` sets component statuses through the `components:`
 map. Auth is `Authorization: OAuth <key>`; a token may make 1 request/s, so calls are spaced
@@ -38,7 +40,7 @@ class Statuspage:
         self._next_call = 0.0
         self._lock = asyncio.Lock()  # one call at a time, spaced: the token's rate limit
 
-    async def _call(self, method: str, path: str, body: Mapping[str, Any]) -> Any:
+    async def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> Any:
         async with self._lock:
             wait = self._next_call - time.monotonic()
             if wait > 0:
@@ -80,16 +82,32 @@ class Statuspage:
             fields["component_ids"] = [target]
             fields["components"] = {target: component_status}
         ref = await asyncio.to_thread(self.store.channel_ref, self.channel.name, incident["id"])
+        if ref is None:  # a create whose id was never saved (the process died) is found again
+            ref = await self._created_before(incident["id"])
+            if ref is not None:
+                await self._remember(incident["id"], ref)
         if ref is not None:
             await self._call("PATCH", f"/incidents/{ref}", {"incident": fields})
             return
-        created = await self._call(
-            "POST",
-            "/incidents",
-            {"incident": {"name": incident["title"], "deliver_notifications": True} | fields},
-        )
+        fields |= {
+            "name": incident["title"],
+            "deliver_notifications": True,
+            "metadata": {"detector": {"incident_id": incident["id"]}},
+        }
+        created = await self._call("POST", "/incidents", {"incident": fields})
         if not isinstance(created, dict) or not created.get("id"):
             raise DeliveryError("Statuspage answered without an incident id")
-        await asyncio.to_thread(
-            self.store.set_channel_ref, self.channel.name, incident["id"], str(created["id"])
-        )
+        await self._remember(incident["id"], str(created["id"]))
+
+    async def _created_before(self, incident_id: str) -> str | None:
+        """The page's unresolved incident that carries this incident's id in its metadata."""
+        found = await self._call("GET", "/incidents/unresolved", None)
+        for item in found if isinstance(found, list) else []:
+            metadata = item.get("metadata") if isinstance(item, dict) else None
+            mine = metadata.get("detector") if isinstance(metadata, dict) else None
+            if isinstance(mine, dict) and mine.get("incident_id") == incident_id and item.get("id"):
+                return str(item["id"])
+        return None
+
+    async def _remember(self, incident_id: str, ref: str) -> None:
+        await asyncio.to_thread(self.store.set_channel_ref, self.channel.name, incident_id, ref)
