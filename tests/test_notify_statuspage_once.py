@@ -5,8 +5,7 @@ again by the detector id it carries in its metadata."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,7 @@ from notifykit import T0, channel, incident, make_dispatcher, opened, resolved, 
 
 from detector.clock import ManualClock
 from detector.model import ComponentStatus
-from detector.store import SqlStore, open_store
+from detector.store import SqlStore
 from detector.store.base import StoreError
 
 PAGE = "kctbh9vrtdwd"
@@ -75,13 +74,6 @@ class DiesAfterCreate(SqlStore):
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SP_API_KEY", "sp-api-key")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    opened_store = open_store(f"sqlite:///{tmp_path}/detector.db")
-    yield opened_store
-    opened_store.close()
 
 
 @pytest.fixture
