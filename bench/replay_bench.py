@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import resource
@@ -31,10 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.engine import STATUS
 from detector.engine.rulefile import load_rules
 from detector.events import iter_events, write_events
 from detector.model import Deploy, Event, Maintenance, ProbeResult, Rule
-from detector.replay import ReplayReport, replay
+from detector.replay import ReplayReport, replay, report_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
@@ -182,6 +184,9 @@ def main() -> int:
     )
     parser.add_argument("--rules", nargs="+", default=[str(ROOT / "rules")])
     parser.add_argument("--skip-engine-only", action="store_true")
+    parser.add_argument(
+        "--report-json", type=Path, help="write the end-to-end report here (to compare engines)"
+    )
     args = parser.parse_args()
     rules = load_rules(args.rules).rules
 
@@ -200,6 +205,8 @@ def main() -> int:
 
         replay_s, report = timed_replay(path, rules)
         rss_replay = peak_rss_mb()
+        if args.report_json:
+            args.report_json.write_text(json.dumps(report_to_dict(report), sort_keys=True))
         rows.append(
             (
                 "replay end-to-end",
@@ -240,6 +247,7 @@ def main() -> int:
         f" probes, one result per probe per minute), {len(rules)} rules, python"
         f" {sys.version.split()[0]}, pid {os.getpid()}"
     )
+    print(f"engine: {STATUS}")
     print(f"{'phase':<22} {'seconds':>9}  notes")
     for name, seconds, note in rows:
         print(f"{name:<22} {seconds:>9.2f}  {note}")

@@ -3,7 +3,7 @@ timer deadline, so an incident opens exactly at `failing_since + open_after`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,9 @@ class Replayer:
         self._events: Iterator[Event] = iter(events)
         self._next: Event | None = next(self._events, None)
         self._incident_ids: set[str] = set()
+        # Called after each evaluation with its time and decisions: tests trace evaluation
+        # points through it (a compiled Engine's methods cannot be replaced).
+        self.evaluated: Callable[[float, list[Decision]], None] | None = None
 
     def advance_to(self, until: float | None) -> None:
         """Process every event and deadline at or before `until` (None: all events)."""
@@ -68,7 +71,7 @@ class Replayer:
                     engine.feed(event)
                 event = next(events, None)
             self._next = event
-            self._collect(engine.evaluate(moment))
+            self._collect(moment, engine.evaluate(moment))
         if until is not None:
             self._deadlines_before(until, inclusive=True)
 
@@ -83,9 +86,11 @@ class Replayer:
             deadline = engine.next_deadline()
             if deadline is None or deadline > limit or (deadline == limit and not inclusive):
                 return
-            self._collect(engine.evaluate(deadline))
+            self._collect(deadline, engine.evaluate(deadline))
 
-    def _collect(self, decisions: list[Decision]) -> None:
+    def _collect(self, now: float, decisions: list[Decision]) -> None:
+        if self.evaluated is not None:
+            self.evaluated(now, decisions)
         for decision in decisions:
             if isinstance(decision, IncidentOpened):
                 if decision.incident.id not in self._incident_ids:

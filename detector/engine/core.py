@@ -21,7 +21,6 @@ from detector.engine.lifecycle import Lifecycle
 from detector.engine.rulematch import compile_match, component_matches, in_rule_order, rank_rules
 from detector.engine.series import Series, SeriesError, SeriesKey, Watch, WatchKey
 from detector.engine.texts import Texts
-from detector.engine.views import Views
 from detector.engine.when import LATENCY_METRICS
 from detector.engine.window import Entry
 from detector.model import (
@@ -39,7 +38,7 @@ from detector.model import (
 Due = dict[Watch, list[Series]]
 
 
-class Engine(Lifecycle, Views):
+class Engine(Lifecycle):
     def __init__(
         self, rules: Sequence[Rule], component_names: Mapping[str, str] | None = None
     ) -> None:
