@@ -244,7 +244,7 @@ def iter_events(lines: Iterable[bytes | str], name: str) -> Iterator[Event]:
     """Parse and check order; blank lines are allowed, everything else must be an event."""
     last = float("-inf")
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line or (line[:1].isspace() and not line.strip()):  # no copy of most lines
             continue
         try:
             event = parse_line(line)

@@ -10,18 +10,28 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import NamedTuple
+from typing import final
 
 from detector.engine.when import LATENCY_METRICS
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 
 
-class Entry(NamedTuple):
-    at: float
-    ok: bool
-    latency_s: float | None
-    market: str | None
+@final
+class Entry:
+    """One result as a window keeps it. A plain class, not a NamedTuple: compiled by mypyc,
+    its fields are read as native floats and bools instead of tuple items."""
+
+    __slots__ = ("at", "latency_s", "market", "ok")
+
+    def __init__(self, at: float, ok: bool, latency_s: float | None, market: str | None) -> None:
+        self.at = at
+        self.ok = ok
+        self.latency_s = latency_s
+        self.market = market
+
+    def moved(self, step: float) -> Entry:
+        return Entry(self.at - step, self.ok, self.latency_s, self.market)
 
 
 class Window:
@@ -88,7 +98,7 @@ class Window:
         if not self.entries or self.entries[-1].at <= moment:
             return
         moved = sorted(
-            (e._replace(at=e.at - step) if e.at > moment else e for e in self.entries),
+            (e.moved(step) if e.at > moment else e for e in self.entries),
             key=lambda e: e.at,
         )
         self.entries = deque(moved)
