@@ -47,7 +47,7 @@ pytest: $(STAMP)
 	DETECTOR_PURE=1 $(BIN)/pytest -q --cov --cov-report=term
 
 # ... and the engine, replay and rule-test tests again on the compiled one (~20 s).
-ENGINE_TESTS := tests/test_engine*.py tests/test_replay.py tests/test_ruletest.py \
+ENGINE_TESTS := tests/test_engine*.py tests/test_replay*.py tests/test_ruletest.py \
 	tests/test_properties*.py tests/test_split.py tests/test_quorum.py tests/test_rulefile.py
 pytest-compiled: compiled
 	DETECTOR_EXPECT_COMPILED=1 $(BIN)/pytest -q $(ENGINE_TESTS)

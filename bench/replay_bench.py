@@ -7,7 +7,8 @@ spells, deploys and a maintenance window — into a temporary events file with
 `detector.events.write_events`, then times:
 
   parse       iter_events over the file (no engine)
-  end-to-end  read + parse + replay through the shipped rules (file -> report)
+  end-to-end  read + parse + replay through the shipped rules (file -> report), as
+              `detector replay` does it (iter_replay_events)
   engine      replay of the events already in memory (engine and replay loop only)
 
 and prints peak RSS (ru_maxrss) and, from a smaller second pass, the tracemalloc peak of the
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from detector.engine import STATUS
 from detector.engine.rulefile import load_rules
-from detector.events import iter_events, write_events
+from detector.events import iter_events, iter_replay_events, write_events
 from detector.model import Deploy, Event, Maintenance, ProbeResult, Rule
 from detector.replay import ReplayReport, replay, report_to_dict
 
@@ -166,7 +167,7 @@ def timed_replay(path: Path, rules: tuple[Rule, ...]) -> tuple[float, ReplayRepo
     gc.collect()
     start = time.perf_counter()
     with open(path, "rb") as handle:
-        report = replay(rules, iter_events(handle, str(path)))
+        report = replay(rules, iter_replay_events(handle, str(path)))
     return time.perf_counter() - start, report
 
 
@@ -217,7 +218,7 @@ def main() -> int:
 
         if not args.skip_engine_only:
             with open(path, "rb") as handle:
-                events = list(iter_events(handle, str(path)))
+                events = list(iter_replay_events(handle, str(path)))
             gc.collect()
             start = time.perf_counter()
             replay(rules, events)

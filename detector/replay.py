@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.engine import Engine
+from detector.events import ResultLine
 from detector.model import (
     Decision,
     Episode,
@@ -41,13 +42,13 @@ class Replayer:
     def __init__(
         self,
         rules: Sequence[Rule],
-        events: Iterable[Event],
+        events: Iterable[Event | ResultLine],
         component_names: Mapping[str, str] | None = None,
     ) -> None:
         self.engine = Engine(rules, component_names)
         self.report = ReplayReport()
-        self._events: Iterator[Event] = iter(events)
-        self._next: Event | None = next(self._events, None)
+        self._events: Iterator[Event | ResultLine] = iter(events)
+        self._next: Event | ResultLine | None = next(self._events, None)
         self._incident_ids: set[str] = set()
         # Called after each evaluation with its time and decisions: tests trace evaluation
         # points through it (a compiled Engine's methods cannot be replaced).
@@ -62,13 +63,13 @@ class Replayer:
             self._deadlines_before(moment, inclusive=False)
             # The moment's events as one batch, then one evaluation: results (nearly every
             # event) go straight to `observe`, without feed's dispatch.
-            event: Event | None = self._next
+            event: Event | ResultLine | None = self._next
             while event is not None and event.at == moment:
                 report.events += 1
-                if type(event) is ProbeResult:
+                if type(event) is ResultLine or type(event) is ProbeResult:
                     observe(event)
                     report.results += 1
-                else:
+                elif not isinstance(event, ResultLine):  # (for mypy: it never is)
                     engine.feed(event)
                 event = next(events, None)
             self._next = event
@@ -103,7 +104,7 @@ class Replayer:
 
 def replay(
     rules: Sequence[Rule],
-    events: Iterable[Event],
+    events: Iterable[Event | ResultLine],
     *,
     until: float | None = None,
     component_names: Mapping[str, str] | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from detector.engine.calendar import Calendar
 from detector.engine.lifecycle import Lifecycle
@@ -36,6 +37,30 @@ from detector.model import (
 )
 
 Due = dict[Watch, list[Series]]
+
+
+class Observed(Protocol):
+    """What `observe` reads of a result: a ProbeResult, or replay's decoded line
+    (`detector.events.ResultLine`), which spares replay a ProbeResult per line."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def probe(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def latency_s(self) -> float | None: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def suspect(self) -> bool: ...
 
 
 class Engine(Lifecycle):
@@ -132,7 +157,7 @@ class Engine(Lifecycle):
         return found
 
     # ------------------------------------------------------------------ input
-    def observe(self, result: ProbeResult) -> None:
+    def observe(self, result: Observed) -> None:
         rules = self.rules_for(result.kind, result.component, result.probe)
         if not rules:
             return
