@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
 
 from detector.engine.calendar import Calendar
 from detector.engine.lifecycle import Lifecycle
@@ -23,7 +22,7 @@ from detector.engine.rulematch import compile_match, component_matches, in_rule_
 from detector.engine.series import Series, SeriesError, SeriesKey, Watch, WatchKey
 from detector.engine.texts import Texts
 from detector.engine.when import LATENCY_METRICS
-from detector.engine.window import Entry
+from detector.engine.window import Entry, Observed
 from detector.model import (
     Decision,
     Deploy,
@@ -39,30 +38,6 @@ from detector.model import (
 Due = dict[Watch, list[Series]]
 
 
-class Observed(Protocol):
-    """What `observe` reads of a result: a ProbeResult, or replay's decoded line
-    (`detector.events.ResultLine`), which spares replay a ProbeResult per line."""
-
-    @property
-    def at(self) -> float: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def component(self) -> str: ...
-    @property
-    def probe(self) -> str: ...
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def latency_s(self) -> float | None: ...
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def instance(self) -> str: ...
-    @property
-    def suspect(self) -> bool: ...
-
-
 class Engine(Lifecycle):
     def __init__(
         self, rules: Sequence[Rule], component_names: Mapping[str, str] | None = None
@@ -74,9 +49,12 @@ class Engine(Lifecycle):
         self.changed = False  # persisted state changed since the caller last saved it
         self._dirty: set[Series] = set()
         self._dirty_watches: set[Watch] = set()  # stepped without re-judging any series
-        self._timers: list[tuple[float, SeriesKey]] = []  # open deadlines
-        self._wakes: list[tuple[float, SeriesKey]] = []  # oldest result leaving a window
-        self._resolves: list[tuple[float, WatchKey]] = []  # resolve deadlines
+        # Heaps of (when, push number, key): the number breaks ties between equal times,
+        # which are common (a probe round shares its timestamp), without comparing keys.
+        self._timers: list[tuple[float, int, SeriesKey]] = []  # open deadlines
+        self._wakes: list[tuple[float, int, SeriesKey]] = []  # oldest result leaving a window
+        self._resolves: list[tuple[float, int, WatchKey]] = []  # resolve deadlines
+        self._pushes = 0
         self._open_by_rule: Counter[str] = Counter()
         self._last_eval: float | None = None
         # Watches whose rule vanished (or stopped matching) on reload while their incident was
@@ -315,7 +293,7 @@ class Engine(Lifecycle):
         self._dirty = set()
         for heap, current in ((self._timers, self._series_timer), (self._wakes, self._series_wake)):
             while heap and heap[0][0] <= now:
-                entry: tuple[float, SeriesKey] = heapq.heappop(heap)
+                entry: tuple[float, int, SeriesKey] = heapq.heappop(heap)
                 series = current(entry)
                 if series is not None:
                     dirty.add(series)
@@ -335,16 +313,16 @@ class Engine(Lifecycle):
                 listed.append(series)
         return due
 
-    def _series_timer(self, entry: tuple[float, SeriesKey]) -> Series | None:
-        series = self.series.get(entry[1])
+    def _series_timer(self, entry: tuple[float, int, SeriesKey]) -> Series | None:
+        series = self.series.get(entry[2])
         return series if series is not None and series.timer_at == entry[0] else None
 
-    def _series_wake(self, entry: tuple[float, SeriesKey]) -> Series | None:
-        series = self.series.get(entry[1])
+    def _series_wake(self, entry: tuple[float, int, SeriesKey]) -> Series | None:
+        series = self.series.get(entry[2])
         return series if series is not None and series.wake_at == entry[0] else None
 
-    def _watch_timer(self, entry: tuple[float, WatchKey]) -> Watch | None:
-        watch = self.watches.get(entry[1])
+    def _watch_timer(self, entry: tuple[float, int, WatchKey]) -> Watch | None:
+        watch = self.watches.get(entry[2])
         return watch if watch is not None and watch.timer_at == entry[0] else None
 
     # ------------------------------------------------------------------ internals
@@ -376,7 +354,8 @@ class Engine(Lifecycle):
                 deadline = series.failing_since + rule.open_after
                 timer = deadline if deadline > now else None
             if timer is not None and timer != series.timer_at:
-                heapq.heappush(self._timers, (timer, series.key))
+                self._pushes += 1
+                heapq.heappush(self._timers, (timer, self._pushes, series.key))
             series.timer_at = timer
             solo = series.solo
             if solo is not None and not series.suspects:
@@ -385,7 +364,8 @@ class Engine(Lifecycle):
                 oldest = series.oldest()
             wake = oldest + rule.window if oldest is not None else None
             if wake is not None and wake != series.wake_at:
-                heapq.heappush(self._wakes, (wake, series.key))
+                self._pushes += 1
+                heapq.heappush(self._wakes, (wake, self._pushes, series.key))
             series.wake_at = wake
         resolve: float | None = None
         incident = watch.incident
@@ -393,7 +373,8 @@ class Engine(Lifecycle):
         if monitoring and watch.stable_since is not None:
             resolve = watch.stable_since + rule.resolve_after
         if resolve is not None and resolve != watch.timer_at:
-            heapq.heappush(self._resolves, (resolve, watch.key))
+            self._pushes += 1
+            heapq.heappush(self._resolves, (resolve, self._pushes, watch.key))
         watch.timer_at = resolve
 
     def restore_counts(self) -> None:

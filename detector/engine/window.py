@@ -10,9 +10,35 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import final
+from collections.abc import Mapping
+from typing import Protocol, final
 
 from detector.engine.when import LATENCY_METRICS
+
+
+class Observed(Protocol):
+    """What `observe` reads of a result: a ProbeResult, or replay's decoded line
+    (`detector.events.ResultLine`), which spares replay a ProbeResult per line."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def probe(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def latency_s(self) -> float | None: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def suspect(self) -> bool: ...
+
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 
