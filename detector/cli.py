@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from detector import __version__, commands
+from detector.engine import STATUS as ENGINE_STATUS
 from detector.engine.rulefile import RuleFileError, load_rules
 from detector.events import EventsError, iter_replay_events
 from detector.replay import replay, report_to_dict, report_to_table
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detector", description="Monitoring-driven incident detection."
     )
-    parser.add_argument("--version", action="version", version=f"detector {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"detector {__version__} (engine: {ENGINE_STATUS})"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     rules = sub.add_parser("rules", help="check and test rule files")

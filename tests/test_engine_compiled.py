@@ -124,3 +124,15 @@ def test_pure_and_compiled_replays_give_the_same_report(tmp_path: Path) -> None:
     assert len(report["incidents"]) >= 2 and len(report["episodes"]) >= 20
     assert any(len(incident["updates"]) >= 3 for incident in report["incidents"])
     assert reports["compiled"] == reports["pure"]
+
+
+def test_detector_version_names_the_engine_that_runs() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "--version"],
+        env=os.environ | {"DETECTOR_PURE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.startswith("detector ")
+    assert "(engine: pure Python (DETECTOR_PURE is set))" in " ".join(run.stdout.split())
