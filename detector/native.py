@@ -120,6 +120,7 @@ def activate() -> tuple[bool, str]:
 
 def build(target: Path = BUILD) -> str:
     """Compile MODULES into `target` unless it is current; returns what happened."""
+    started = time.monotonic()
     files, _ = usable(target)
     if files is not None:
         return f"{target}: up to date"
@@ -127,7 +128,6 @@ def build(target: Path = BUILD) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mypyc-", dir=target.parent))
     try:
-        started = time.monotonic()
         built = _compile(work)
         if fingerprint() != before:
             return "sources changed during the build: nothing installed, run it again"

@@ -380,7 +380,7 @@ class Engine(Lifecycle):
     def restore_counts(self) -> None:
         """Recount open incidents per rule and re-arm timers after a state restore."""
         self._open_by_rule = Counter(
-            w.incident.rule for w in self._all_watches() if w.incident is not None
+            [w.incident.rule for w in self._all_watches() if w.incident is not None]
         )
         self._dirty.update(self.series.values())
         self._dirty_watches.update(self.watches.values())
