@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt hooks typecheck pytest rules-test bench bench-smoke chaos clean catalogs
+.PHONY: run test lint fmt hooks typecheck pytest rules-test bench bench-smoke chaos clean catalogs \
+	compiled pytest-compiled
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m detector.demo
 
-test: $(STAMP) lint typecheck rules-test pytest bench-smoke
+test: $(STAMP) lint typecheck compiled rules-test pytest pytest-compiled bench-smoke
 
 LINTED := detector probes tests bench
 
@@ -41,8 +42,21 @@ rules-test: $(STAMP)
 	$(BIN)/detector rules test rules/tests/*.yaml
 
 # Coverage costs ~3 s here; the floor is [tool.coverage.report] fail_under in pyproject.toml.
+# The whole suite runs on the pure-Python engine (coverage cannot see compiled code) ...
 pytest: $(STAMP)
-	$(BIN)/pytest -q --cov --cov-report=term
+	DETECTOR_PURE=1 $(BIN)/pytest -q --cov --cov-report=term
+
+# ... and the engine, replay and rule-test tests again on the compiled one (~20 s).
+ENGINE_TESTS := tests/test_engine*.py tests/test_replay*.py tests/test_ruletest.py \
+	tests/test_properties*.py tests/test_split.py tests/test_quorum.py tests/test_rulefile.py
+pytest-compiled: compiled
+	DETECTOR_EXPECT_COMPILED=1 $(BIN)/pytest -q $(ENGINE_TESTS)
+
+# The engine's hot modules compiled with mypyc into build/mypyc (~20-60 s; skipped while it is
+# current). detector/native.py loads it only when built from the current sources;
+# DETECTOR_PURE=1 forces the pure-Python engine. See docs/architecture.md.
+compiled: $(STAMP)
+	$(BIN)/python -m detector.native build
 
 # Figures, not pass/fail: see docs/performance.md. The daemon benches take minutes each.
 bench: $(STAMP)
@@ -71,7 +85,7 @@ bench-smoke: $(STAMP)
 	@echo "bench-smoke: every bench script ran"
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov
+	rm -rf $(VENV) var build .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov
 
 # Re-extract the page's messages and merge them into each language's catalog; then translate
 # the new entries (tests/test_i18n.py fails while one is missing).

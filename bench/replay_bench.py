@@ -7,7 +7,8 @@ spells, deploys and a maintenance window — into a temporary events file with
 `detector.events.write_events`, then times:
 
   parse       iter_events over the file (no engine)
-  end-to-end  read + parse + replay through the shipped rules (file -> report)
+  end-to-end  read + parse + replay through the shipped rules (file -> report), as
+              `detector replay` does it (iter_replay_events)
   engine      replay of the events already in memory (engine and replay loop only)
 
 and prints peak RSS (ru_maxrss) and, from a smaller second pass, the tracemalloc peak of the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import resource
@@ -31,10 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.engine import STATUS
 from detector.engine.rulefile import load_rules
-from detector.events import iter_events, write_events
+from detector.events import iter_events, iter_replay_events, write_events
 from detector.model import Deploy, Event, Maintenance, ProbeResult, Rule
-from detector.replay import ReplayReport, replay
+from detector.replay import ReplayReport, replay, report_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_795_860_000.0  # 2026-11-28T10:00:00Z
@@ -164,7 +167,7 @@ def timed_replay(path: Path, rules: tuple[Rule, ...]) -> tuple[float, ReplayRepo
     gc.collect()
     start = time.perf_counter()
     with open(path, "rb") as handle:
-        report = replay(rules, iter_events(handle, str(path)))
+        report = replay(rules, iter_replay_events(handle, str(path)))
     return time.perf_counter() - start, report
 
 
@@ -182,6 +185,9 @@ def main() -> int:
     )
     parser.add_argument("--rules", nargs="+", default=[str(ROOT / "rules")])
     parser.add_argument("--skip-engine-only", action="store_true")
+    parser.add_argument(
+        "--report-json", type=Path, help="write the end-to-end report here (to compare engines)"
+    )
     args = parser.parse_args()
     rules = load_rules(args.rules).rules
 
@@ -200,6 +206,8 @@ def main() -> int:
 
         replay_s, report = timed_replay(path, rules)
         rss_replay = peak_rss_mb()
+        if args.report_json:
+            args.report_json.write_text(json.dumps(report_to_dict(report), sort_keys=True))
         rows.append(
             (
                 "replay end-to-end",
@@ -210,7 +218,7 @@ def main() -> int:
 
         if not args.skip_engine_only:
             with open(path, "rb") as handle:
-                events = list(iter_events(handle, str(path)))
+                events = list(iter_replay_events(handle, str(path)))
             gc.collect()
             start = time.perf_counter()
             replay(rules, events)
@@ -240,6 +248,7 @@ def main() -> int:
         f" probes, one result per probe per minute), {len(rules)} rules, python"
         f" {sys.version.split()[0]}, pid {os.getpid()}"
     )
+    print(f"engine: {STATUS}")
     print(f"{'phase':<22} {'seconds':>9}  notes")
     for name, seconds, note in rows:
         print(f"{name:<22} {seconds:>9.2f}  {note}")

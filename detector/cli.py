@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from detector import __version__, commands
+from detector.engine import STATUS as ENGINE_STATUS
 from detector.engine.rulefile import RuleFileError, load_rules
-from detector.events import EventsError, iter_events
+from detector.events import EventsError, iter_replay_events
 from detector.replay import replay, report_to_dict, report_to_table
 from detector.ruletest import RuleTestError, TestFile
 from detector.settings import ConfigError
@@ -54,7 +55,7 @@ def _replay(args: argparse.Namespace) -> int:
     until = parse_time(args.until) if args.until else None
     names = _component_names(args.config) if args.config else {}
     with open(args.events, "rb") as events:  # streamed: memory stays flat for big histories
-        stream = iter_events(events, args.events)
+        stream = iter_replay_events(events, args.events)
         report = replay(rules, stream, until=until, component_names=names)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     if fmt == "json":
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detector", description="Monitoring-driven incident detection."
     )
-    parser.add_argument("--version", action="version", version=f"detector {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"detector {__version__} (engine: {ENGINE_STATUS})"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     rules = sub.add_parser("rules", help="check and test rule files")

@@ -179,12 +179,10 @@ def traced_replay(rules: Sequence[Rule], events: Sequence[Event]) -> tuple[Repla
     (rule, component) ever has two unresolved incidents (property a)."""
     replayer = Replayer(rules, events)
     engine = replayer.engine
-    evaluate = engine.evaluate
     trace = Trace()
     open_keys: set[SeriesKey] = set()
 
-    def recording(now: float) -> list[Decision]:
-        decisions = evaluate(now)
+    def recording(now: float, decisions: list[Decision]) -> None:
         trace.times.append(now)
         for decision in decisions:
             trace.decisions.append((now, decision))
@@ -198,9 +196,8 @@ def traced_replay(rules: Sequence[Rule], events: Sequence[Event]) -> tuple[Repla
                 open_keys.discard(key)
         keys = [(i.rule, i.component) for i in engine.open_incidents()]
         assert len(keys) == len(set(keys)) and set(keys) == open_keys
-        return decisions
 
-    engine.evaluate = recording  # type: ignore[method-assign]
+    replayer.evaluated = recording
     replayer.advance_to(None)
     return replayer.finish(), trace
 

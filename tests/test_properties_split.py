@@ -97,15 +97,12 @@ def traced(scenario: Scenario) -> tuple[list[float], list[Decision], Replayer]:
     replayer = Replayer([scenario.rule], scenario.results)
     times: list[float] = []
     decisions: list[Decision] = []
-    evaluate = replayer.engine.evaluate
 
-    def recording(now: float) -> list[Decision]:
-        out = evaluate(now)
+    def recording(now: float, out: list[Decision]) -> None:
         times.append(now)
         decisions.extend(out)
-        return out
 
-    replayer.engine.evaluate = recording  # type: ignore[method-assign]
+    replayer.evaluated = recording
     replayer.advance_to(None)
     return times, decisions, replayer
 

@@ -21,9 +21,8 @@ from detector.engine.lifecycle import Lifecycle
 from detector.engine.rulematch import compile_match, component_matches, in_rule_order, rank_rules
 from detector.engine.series import Series, SeriesError, SeriesKey, Watch, WatchKey
 from detector.engine.texts import Texts
-from detector.engine.views import Views
 from detector.engine.when import LATENCY_METRICS
-from detector.engine.window import Entry
+from detector.engine.window import Entry, Observed
 from detector.model import (
     Decision,
     Deploy,
@@ -39,7 +38,7 @@ from detector.model import (
 Due = dict[Watch, list[Series]]
 
 
-class Engine(Lifecycle, Views):
+class Engine(Lifecycle):
     def __init__(
         self, rules: Sequence[Rule], component_names: Mapping[str, str] | None = None
     ) -> None:
@@ -50,9 +49,12 @@ class Engine(Lifecycle, Views):
         self.changed = False  # persisted state changed since the caller last saved it
         self._dirty: set[Series] = set()
         self._dirty_watches: set[Watch] = set()  # stepped without re-judging any series
-        self._timers: list[tuple[float, SeriesKey]] = []  # open deadlines
-        self._wakes: list[tuple[float, SeriesKey]] = []  # oldest result leaving a window
-        self._resolves: list[tuple[float, WatchKey]] = []  # resolve deadlines
+        # Heaps of (when, push number, key): the number breaks ties between equal times,
+        # which are common (a probe round shares its timestamp), without comparing keys.
+        self._timers: list[tuple[float, int, SeriesKey]] = []  # open deadlines
+        self._wakes: list[tuple[float, int, SeriesKey]] = []  # oldest result leaving a window
+        self._resolves: list[tuple[float, int, WatchKey]] = []  # resolve deadlines
+        self._pushes = 0
         self._open_by_rule: Counter[str] = Counter()
         self._last_eval: float | None = None
         # Watches whose rule vanished (or stopped matching) on reload while their incident was
@@ -133,7 +135,7 @@ class Engine(Lifecycle, Views):
         return found
 
     # ------------------------------------------------------------------ input
-    def observe(self, result: ProbeResult) -> None:
+    def observe(self, result: Observed) -> None:
         rules = self.rules_for(result.kind, result.component, result.probe)
         if not rules:
             return
@@ -291,7 +293,7 @@ class Engine(Lifecycle, Views):
         self._dirty = set()
         for heap, current in ((self._timers, self._series_timer), (self._wakes, self._series_wake)):
             while heap and heap[0][0] <= now:
-                entry: tuple[float, SeriesKey] = heapq.heappop(heap)
+                entry: tuple[float, int, SeriesKey] = heapq.heappop(heap)
                 series = current(entry)
                 if series is not None:
                     dirty.add(series)
@@ -311,16 +313,16 @@ class Engine(Lifecycle, Views):
                 listed.append(series)
         return due
 
-    def _series_timer(self, entry: tuple[float, SeriesKey]) -> Series | None:
-        series = self.series.get(entry[1])
+    def _series_timer(self, entry: tuple[float, int, SeriesKey]) -> Series | None:
+        series = self.series.get(entry[2])
         return series if series is not None and series.timer_at == entry[0] else None
 
-    def _series_wake(self, entry: tuple[float, SeriesKey]) -> Series | None:
-        series = self.series.get(entry[1])
+    def _series_wake(self, entry: tuple[float, int, SeriesKey]) -> Series | None:
+        series = self.series.get(entry[2])
         return series if series is not None and series.wake_at == entry[0] else None
 
-    def _watch_timer(self, entry: tuple[float, WatchKey]) -> Watch | None:
-        watch = self.watches.get(entry[1])
+    def _watch_timer(self, entry: tuple[float, int, WatchKey]) -> Watch | None:
+        watch = self.watches.get(entry[2])
         return watch if watch is not None and watch.timer_at == entry[0] else None
 
     # ------------------------------------------------------------------ internals
@@ -352,7 +354,8 @@ class Engine(Lifecycle, Views):
                 deadline = series.failing_since + rule.open_after
                 timer = deadline if deadline > now else None
             if timer is not None and timer != series.timer_at:
-                heapq.heappush(self._timers, (timer, series.key))
+                self._pushes += 1
+                heapq.heappush(self._timers, (timer, self._pushes, series.key))
             series.timer_at = timer
             solo = series.solo
             if solo is not None and not series.suspects:
@@ -361,7 +364,8 @@ class Engine(Lifecycle, Views):
                 oldest = series.oldest()
             wake = oldest + rule.window if oldest is not None else None
             if wake is not None and wake != series.wake_at:
-                heapq.heappush(self._wakes, (wake, series.key))
+                self._pushes += 1
+                heapq.heappush(self._wakes, (wake, self._pushes, series.key))
             series.wake_at = wake
         resolve: float | None = None
         incident = watch.incident
@@ -369,13 +373,14 @@ class Engine(Lifecycle, Views):
         if monitoring and watch.stable_since is not None:
             resolve = watch.stable_since + rule.resolve_after
         if resolve is not None and resolve != watch.timer_at:
-            heapq.heappush(self._resolves, (resolve, watch.key))
+            self._pushes += 1
+            heapq.heappush(self._resolves, (resolve, self._pushes, watch.key))
         watch.timer_at = resolve
 
     def restore_counts(self) -> None:
         """Recount open incidents per rule and re-arm timers after a state restore."""
         self._open_by_rule = Counter(
-            w.incident.rule for w in self._all_watches() if w.incident is not None
+            [w.incident.rule for w in self._all_watches() if w.incident is not None]
         )
         self._dirty.update(self.series.values())
         self._dirty_watches.update(self.watches.values())

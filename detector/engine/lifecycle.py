@@ -1,19 +1,19 @@
 """What one step does to a watch: judge its due series, run their episode clocks, and move
 the one incident they share (DESIGN timing rules 1-8, "Markets and vantage points").
 
-A mixin of `Engine`, kept apart so each file holds one stage: core.py decides *when* a watch
-is stepped, this file what a step *does*.
+A base class of `Engine`, kept apart so each file holds one stage: core.py decides *when* a
+watch is stepped, this file what a step *does*. Views <- Lifecycle <- Engine is one chain,
+not mixins: mypyc compiles native classes with single inheritance only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from detector.engine.calendar import Calendar
-from detector.engine.series import Series, Watch, WatchKey
+from detector.engine.series import Series, Watch
 from detector.engine.texts import Texts
+from detector.engine.views import Views
 from detector.model import (
     ComponentStatus,
     Decision,
@@ -37,16 +37,11 @@ _OPEN = (IncidentStatus.INVESTIGATING, IncidentStatus.IDENTIFIED)
 _ONE_OF_ONE, _NONE_OF_ONE = (1, 1), (0, 1)
 
 
-class Lifecycle:
-    """State the lifecycle reads; `Engine` provides it."""
+class Lifecycle(Views):
+    """State the lifecycle reads besides the views'; `Engine` provides it."""
 
     texts: Texts
-    calendar: Calendar
-    rules: Mapping[str, Rule]
-    watches: dict[WatchKey, Watch]
-    orphaned: dict[WatchKey, Watch]
     changed: bool
-    _open_by_rule: Counter[str]
     _needs: dict[str, frozenset[str]]
     _solo: dict[str, bool]  # per rule: one instance alone can make a series fail
 

@@ -10,18 +10,54 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Protocol, final
 
 from detector.engine.when import LATENCY_METRICS
+
+
+class Observed(Protocol):
+    """What `observe` reads of a result: a ProbeResult, or replay's decoded line
+    (`detector.events.ResultLine`), which spares replay a ProbeResult per line."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def probe(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def latency_s(self) -> float | None: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def suspect(self) -> bool: ...
+
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 
 
-class Entry(NamedTuple):
-    at: float
-    ok: bool
-    latency_s: float | None
-    market: str | None
+@final
+class Entry:
+    """One result as a window keeps it. A plain class, not a NamedTuple: compiled by mypyc,
+    its fields are read as native floats and bools instead of tuple items."""
+
+    __slots__ = ("at", "latency_s", "market", "ok")
+
+    def __init__(self, at: float, ok: bool, latency_s: float | None, market: str | None) -> None:
+        self.at = at
+        self.ok = ok
+        self.latency_s = latency_s
+        self.market = market
+
+    def moved(self, step: float) -> Entry:
+        return Entry(self.at - step, self.ok, self.latency_s, self.market)
 
 
 class Window:
@@ -88,7 +124,7 @@ class Window:
         if not self.entries or self.entries[-1].at <= moment:
             return
         moved = sorted(
-            (e._replace(at=e.at - step) if e.at > moment else e for e in self.entries),
+            (e.moved(step) if e.at > moment else e for e in self.entries),
             key=lambda e: e.at,
         )
         self.entries = deque(moved)
