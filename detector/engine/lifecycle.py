@@ -348,7 +348,9 @@ class Lifecycle(Views):
         watch = next((w for w in everything if w.incident and w.incident.id == incident_id_), None)
         if watch is None or watch.incident is None:
             raise KeyError(incident_id_)
-        out: list[Decision] = []
+        if watch.incident.updates and watch.incident.updates[-1].at >= now:
+            now = round(watch.incident.updates[-1].at + 0.001, 6)  # a note in the same instant
+        out: list[Decision] = []  # comes a millisecond later: the store keys updates by time
         rule = self.rules.get(watch.rule) if watch.key not in self.orphaned else None
         if status is IncidentStatus.RESOLVED:
             for series in watch.series.values():
