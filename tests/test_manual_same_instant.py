@@ -20,8 +20,8 @@ async def test_two_notes_in_one_instant_both_reach_the_store(
 ) -> None:
     daemon = make_daemon(tmp_path, sandbox, clock)
     async with running(daemon, schedule=False):
-        control = daemon.control
-        assert control is not None
+        control, pipeline = daemon.control, daemon.pipeline
+        assert control is not None and pipeline is not None
         incident = await control.open_incident(
             "carriers/ups",
             IncidentStatus.INVESTIGATING,
@@ -31,6 +31,6 @@ async def test_two_notes_in_one_instant_both_reach_the_store(
         )
         first = await control.update_incident(incident.id, IncidentStatus.MONITORING, "one")
         second = await control.update_incident(incident.id, IncidentStatus.MONITORING, "two")
-        stored = daemon.pipeline.store.get_incident(incident.id)
+        stored = pipeline.store.get_incident(incident.id)
     assert second.at == round(first.at + 0.001, 6)
     assert [(u.at, u.body) for u in stored.updates[-2:]] == [(first.at, "one"), (second.at, "two")]
