@@ -53,7 +53,7 @@ class Daemon:
         monotonic: Monotonic | None = None,
     ) -> None:
         self.settings = settings
-        self.log = log
+        self.log = log = log.bind()  # a lazy proxy (structlog.get_logger) costs on every call
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(__version__)
         self.stopping = asyncio.Event()

@@ -34,6 +34,7 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import Clock
 from detector.model import COMPONENT_ID_PATTERN, ProbeResult
 from detector.timeutil import parse_duration
+from probes import deadlines
 from probes.tracing import _PHASES
 
 
@@ -290,17 +291,21 @@ async def run_probe(
     timeout, a connection or DNS error, a crash in the probe)."""
     phases: dict[str, float] = {}
     token = _PHASES.set(phases)
-    deadline = asyncio.timeout(spec.timeout)
+    deadline = deadlines.start(spec.timeout)
     started = time.perf_counter()
     ok, error, kind = False, None, "error"
     try:
-        async with deadline:
+        try:
             outcome = await PROBES[spec.kind](spec, session=session, log=log, clock=clock)
+        except BaseException as exc:
+            deadline.exit(exc)  # TimeoutError if it expired
+            raise
+        deadline.exit(None)
         ok, error, kind = outcome.ok, outcome.error, outcome.failure_kind
     except ProbeFailed as exc:
         error, kind = str(exc), "fail"
     except TimeoutError as exc:
-        error = f"timeout after {spec.timeout:g}s" if deadline.expired() else describe(exc)
+        error = f"timeout after {spec.timeout:g}s" if deadline.expired else describe(exc)
     except (aiohttp.ClientError, OSError) as exc:
         error = describe(exc)
     except Exception as exc:  # a bug in a probe must still yield a result
