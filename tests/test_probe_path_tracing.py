@@ -151,3 +151,14 @@ async def test_closing_the_pool_owner_closes_both_sessions(daemon: Daemon) -> No
     assert daemon.session is not None and daemon.sessions is not None
     await daemon.session.close()
     assert daemon.sessions.traced.closed
+
+
+async def test_a_reload_forgets_probes_no_longer_configured(daemon: Daemon, target: Target) -> None:
+    spec = api_probe(daemon)
+    target.status = 503
+    await daemon.probe_once(spec)
+    assert daemon.sessions is not None and daemon.sessions.watched == {spec.id}
+    others = [s for s in daemon.settings.probe_specs if s.id != spec.id]
+    settings = daemon.settings.model_copy(update={"probe_specs": tuple(others)})
+    await daemon.apply(settings, tuple(daemon.engine.rules.values()))
+    assert daemon.sessions.watched == set()
