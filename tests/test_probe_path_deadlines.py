@@ -37,8 +37,9 @@ async def test_each_run_expires_at_its_own_deadline_in_any_order() -> None:
     second = asyncio.create_task(hang(0.05, log, "second"))
     await asyncio.gather(slow, first, second)
     assert [name for name, _ in log] == ["first", "second", "slow"]
-    for name, waited in log:
-        assert waited == pytest.approx(0.15 if name == "slow" else 0.05, abs=0.04)
+    for name, waited in log:  # never early; late only by what a loaded machine adds
+        timeout = 0.15 if name == "slow" else 0.05
+        assert timeout - 0.001 <= waited < timeout + 0.5
 
 
 async def test_a_finished_run_never_cancels_its_task_later() -> None:
@@ -62,7 +63,7 @@ async def test_a_run_that_ends_in_time_leaves_later_runs_their_deadline() -> Non
     deadline.exit(None)  # the oldest run is done; the timer armed for it must not expire others
     hung = asyncio.create_task(hang(0.05, log, "hung"))
     await hung
-    assert log and log[0][1] == pytest.approx(0.05, abs=0.04)
+    assert log and 0.049 <= log[0][1] < 0.55
 
 
 async def test_shutdown_cancellation_is_not_a_timeout() -> None:

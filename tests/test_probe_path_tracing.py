@@ -60,7 +60,18 @@ async def server(target: Target) -> AsyncIterator[TestServer]:
 
 @pytest.fixture
 async def daemon(tmp_path: Path, server: TestServer, clock: ManualClock) -> AsyncIterator[Daemon]:
-    # 200 ms timeout: a run of 50 ms or more is slow (SLOW_SHARE of it).
+    # A 5 s timeout: only a run of 1.25 s or more is slow, so a loaded machine cannot make
+    # a healthy loopback run look slow.
+    built = make_daemon(tmp_path, server, clock, timeout="5s")
+    async with running(built, schedule=False, serve=False) as started:
+        yield started
+
+
+@pytest.fixture
+async def quick_daemon(
+    tmp_path: Path, server: TestServer, clock: ManualClock
+) -> AsyncIterator[Daemon]:
+    # A 200 ms timeout: a run of 50 ms or more is slow (SLOW_SHARE of it).
     built = make_daemon(tmp_path, server, clock, timeout="200ms")
     async with running(built, schedule=False, serve=False) as started:
         yield started
@@ -100,7 +111,10 @@ async def test_the_runs_after_a_failure_carry_phases_until_one_is_healthy(
     assert healthy.ok and healthy.phases == {}
 
 
-async def test_the_run_after_a_slow_one_carries_phases(daemon: Daemon, target: Target) -> None:
+async def test_the_run_after_a_slow_one_carries_phases(
+    quick_daemon: Daemon, target: Target
+) -> None:
+    daemon = quick_daemon
     spec = api_probe(daemon)
     target.delay = spec.timeout * SLOW_SHARE + 0.02
     slow = await daemon.probe_once(spec)
@@ -112,7 +126,10 @@ async def test_the_run_after_a_slow_one_carries_phases(daemon: Daemon, target: T
     assert after.ok and set(after.phases) == PHASES
 
 
-async def test_a_timed_out_run_makes_the_next_one_traced(daemon: Daemon, target: Target) -> None:
+async def test_a_timed_out_run_makes_the_next_one_traced(
+    quick_daemon: Daemon, target: Target
+) -> None:
+    daemon = quick_daemon
     spec = api_probe(daemon)
     target.delay = spec.timeout + 0.1
     timed_out = await daemon.probe_once(spec)
@@ -125,7 +142,7 @@ async def test_a_timed_out_run_makes_the_next_one_traced(daemon: Daemon, target:
 async def test_traced_and_untraced_runs_share_one_connection_pool(
     tmp_path: Path, server: TestServer, clock: ManualClock, target: Target
 ) -> None:
-    built = make_daemon(tmp_path, server, clock, timeout="200ms")
+    built = make_daemon(tmp_path, server, clock, timeout="5s")
     async with running(built, schedule=False, serve=False) as daemon:
         sessions = daemon.sessions
         assert sessions is not None
