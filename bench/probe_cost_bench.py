@@ -9,8 +9,9 @@ sequential requests, one at a time, for each row:
 
 * `bare aiohttp GET`: `session.get(url)` + `read()` - DESIGN's anchors (75 µs keep-alive,
   290 µs with a new connection each time).
-* `run_probe (http)`: `probes.base.run_probe` of an `http` probe on the daemon's own session
-  (trace config for phases, hard timeout, ProbeResult) - the probe layer alone.
+* `run_probe (http)`: `probes.base.run_probe` of an `http` probe on the session the daemon
+  would pick (`ProbeSessions`: untraced while the probe is healthy; hard timeout,
+  ProbeResult) - the probe layer alone.
 * `blackbox_exporter`: Prometheus' blackbox_exporter (Debian `prometheus-blackbox-exporter`,
   installed with apt-get when missing) probing the same target with an `http_2xx` module; this
   process drives `/probe` and the row is the exporter's own CPU (`/proc/<pid>/stat`) per probe.
@@ -22,8 +23,8 @@ sequential requests, one at a time, for each row:
   from a generated config and started with `startup(schedule=False, serve=False)`.
 
 Each row runs in keep-alive mode (one pooled connection) and new-connection mode (a
-`force_close=True` connector; for the daemon rows its session is swapped for one with the
-same trace config and connector settings plus `force_close`). Rows are interleaved and
+`force_close=True` connector; for the daemon rows its `ProbeSessions` is swapped for one
+over the same connector settings plus `force_close`). Rows are interleaved and
 repeated; the table shows the best and the median repeat, µs CPU per request.
 
 `--pace 0.06` sleeps after every request (the sleep's own small cost included), so the event
@@ -247,7 +248,8 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> list[Row]:
     from detector.daemon import Daemon
     from detector.logs import configure
     from detector.settings import load_settings
-    from probes.base import run_probe, trace_config
+    from probes.base import run_probe
+    from probes.tracing import ProbeSessions
 
     settings = load_settings(write_config(tmp, url, args.probes))
     log = configure("json", "info")
@@ -260,24 +262,23 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> list[Row]:
         store = f"sqlite:///{tmp / ('new' if force_close else 'keep')}.db"
         daemon = Daemon(settings.model_copy(update={"store": store}), log=log)
         await daemon.startup(schedule=False, serve=False)
-        if force_close:  # same session settings as startup(), plus a new connection each time
-            assert daemon.session is not None
-            await daemon.session.close()
-            daemon.session = aiohttp.ClientSession(
-                trace_configs=[trace_config()],
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True),
-            )
+        if force_close:  # same sessions as startup(), plus a new connection each time
+            assert daemon.sessions is not None
+            await daemon.sessions.close()
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True)
+            daemon.sessions = ProbeSessions(connector)
         return daemon
 
     def probe_loop(daemon: Daemon) -> Loop:
-        session = daemon.session
-        assert session is not None
+        sessions = daemon.sessions
+        assert sessions is not None
         state = {"n": 0}
 
         async def loop(count: int) -> None:
             for _ in range(count):
                 spec = specs[state["n"] % len(specs)]
                 state["n"] += 1
+                session = sessions.session_for(spec)  # as the daemon does: healthy, untraced
                 result = await run_probe(spec, session=session, log=log, clock=daemon.clock)
                 if not result.ok:
                     raise SystemExit(f"run_probe: {result.error}")

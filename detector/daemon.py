@@ -39,7 +39,8 @@ from detector.store import open_store
 from detector.store.base import Store, StoreError
 from detector.web.app import SNAPSHOTS, make_app
 from detector.web.server import Limits, start_server
-from probes.base import ProbeSpec, run_probe, trace_config
+from probes.base import ProbeSpec, run_probe
+from probes.tracing import ProbeSessions
 
 
 class Daemon:
@@ -52,7 +53,7 @@ class Daemon:
         monotonic: Monotonic | None = None,
     ) -> None:
         self.settings = settings
-        self.log = log
+        self.log = log = log.bind()  # a lazy proxy (structlog.get_logger) costs on every call
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics(__version__)
         self.stopping = asyncio.Event()
@@ -65,7 +66,7 @@ class Daemon:
         )
         self.clock_watch = ClockWatch(self.clock, monotonic, on_step=self._clock_stepped, log=log)
         self.scheduler: AsyncIOScheduler | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.sessions: ProbeSessions | None = None  # healthy runs untraced (probes.tracing)
         self.runner: web.AppRunner | None = None
         self.bound_port: int | None = None
         self._inflight: set[asyncio.Task[Any]] = set()  # probe runs, given a grace period
@@ -130,12 +131,9 @@ class Daemon:
         self.control = Control(self, self.pipeline, evaluate=self.evaluate, log=self.log)
         await self.control.sync_recurring()
         self.metrics.config_reloaded(True, self.clock.now())
-        self.session = aiohttp.ClientSession(
-            trace_configs=[trace_config()],
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        )
+        self.sessions = ProbeSessions()
         if settings.notifications:
-            self.dispatcher = Dispatcher.for_daemon(self, store, self.session, self.pipeline)
+            self.dispatcher = Dispatcher.for_daemon(self, store, self.sessions.plain, self.pipeline)
         if serve:
             await self._serve()
 
@@ -201,9 +199,9 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.sessions is not None:
+            await self.sessions.close()
+            self.sessions = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self._lock_file = self._lock_file and self._lock_file.close()  # releases the flock
@@ -277,21 +275,21 @@ class Daemon:
             await self.canary_once(spec)
 
     async def _run(self, spec: ProbeSpec) -> ProbeResult:
-        assert self.session is not None
+        sessions = self.sessions
+        assert sessions is not None
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            return await run_probe(
-                spec,
-                session=self.session,
-                log=self.log,
-                clock=self.clock,
-                instance=self.settings.instance,
+            session, instance = sessions.session_for(spec), self.settings.instance
+            result = await run_probe(
+                spec, session=session, log=self.log, clock=self.clock, instance=instance
             )
         finally:
             if task is not None:
                 self._inflight.discard(task)
+        sessions.settle(spec, result)
+        return result
 
     async def probe_once(self, spec: ProbeSpec) -> ProbeResult:
         result = await self._run(spec)
@@ -370,9 +368,16 @@ class Daemon:
             self._schedule_probes(settings.probe_specs, now)
             self._schedule_probes(settings.canary_specs, now, canary=True)
         self.metrics.retain_probes([s.id for s in settings.probe_specs])
+        if self.sessions is not None:
+            self.sessions.retain({s.id for s in (*settings.probe_specs, *settings.canary_specs)})
         records = settings.component_records(self.clock.now())
         with contextlib.suppress(StoreError):
             await asyncio.to_thread(self._store().sync_components, records)
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The untraced session, which owns the connection pool."""
+        return self.sessions.plain if self.sessions is not None else None
 
     @property
     def engine(self) -> Engine:

@@ -49,7 +49,9 @@ def configure(fmt: str = "auto", level: str = "info") -> FilteringBoundLogger:
         cache_logger_on_first_use=True,  # a filtered log.debug then costs ~0.3 µs, not ~5 µs
     )
     _route_stdlib(shared, renderer, threshold)
-    logger: FilteringBoundLogger = structlog.get_logger("detector")
+    # Bound now, not a lazy proxy: every call on a proxy goes through its __getattr__ and
+    # bind() first (~0.7 µs for a filtered log.debug, ~0.1 µs bound).
+    logger: FilteringBoundLogger = structlog.get_logger("detector").bind()
     return logger
 
 

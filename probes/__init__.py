@@ -16,8 +16,8 @@ from probes.base import (
     Credentials,
     ProbeSpec,
     run_probe,
-    trace_config,
 )
+from probes.tracing import ProbeSessions, trace_config
 
 PROBES.update(
     {
@@ -43,6 +43,7 @@ __all__ = [
     "OPTIONS",
     "PROBES",
     "Credentials",
+    "ProbeSessions",
     "ProbeSpec",
     "run_probe",
     "trace_config",

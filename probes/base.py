@@ -1,4 +1,4 @@
-"""The probe contract: spec, credentials, the hard-timeout runner and phase tracing.
+"""The probe contract: spec, credentials and the hard-timeout runner (phases: `tracing`).
 
 Shaped after blackbox_exporter: every kind is one coroutine with one signature,
 `async def probe(spec, *, session, log, clock) -> ProbeResult`, registered by kind in
@@ -15,7 +15,6 @@ import contextvars
 import re
 import time
 from collections.abc import Awaitable, Collection, Coroutine, Iterable
-from types import SimpleNamespace
 from typing import Annotated, Any, Protocol, TypeVar
 
 import aiohttp
@@ -35,6 +34,8 @@ from structlog.typing import FilteringBoundLogger
 from detector.clock import Clock
 from detector.model import COMPONENT_ID_PATTERN, ProbeResult
 from detector.timeutil import parse_duration
+from probes import deadlines
+from probes.tracing import _PHASES
 
 
 class ProbeFunc(Protocol):
@@ -290,17 +291,21 @@ async def run_probe(
     timeout, a connection or DNS error, a crash in the probe)."""
     phases: dict[str, float] = {}
     token = _PHASES.set(phases)
-    deadline = asyncio.timeout(spec.timeout)
+    deadline = deadlines.start(spec.timeout)
     started = time.perf_counter()
     ok, error, kind = False, None, "error"
     try:
-        async with deadline:
+        try:
             outcome = await PROBES[spec.kind](spec, session=session, log=log, clock=clock)
+        except BaseException as exc:
+            deadline.exit(exc)  # TimeoutError if it expired
+            raise
+        deadline.exit(None)
         ok, error, kind = outcome.ok, outcome.error, outcome.failure_kind
     except ProbeFailed as exc:
         error, kind = str(exc), "fail"
     except TimeoutError as exc:
-        error = f"timeout after {spec.timeout:g}s" if deadline.expired() else describe(exc)
+        error = f"timeout after {spec.timeout:g}s" if deadline.expired else describe(exc)
     except (aiohttp.ClientError, OSError) as exc:
         error = describe(exc)
     except Exception as exc:  # a bug in a probe must still yield a result
@@ -323,70 +328,3 @@ async def run_probe(
         failure_kind="fail" if ok or kind == "fail" else "error",
         instance=instance,
     )
-
-
-# -------------------------------------------------------------------------------- phases
-
-# The phase totals of the probe run in progress. A context variable, because the trace
-# callbacks run inside the probe's own task (and tasks it spawns copy the context).
-_PHASES: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
-    "probe_phases", default=None
-)
-
-
-def trace_config() -> aiohttp.TraceConfig:
-    """Attach to the session (`ClientSession(trace_configs=[trace_config()])`) to get
-    `ProbeResult.phases`: seconds spent in `dns`, `connect` (TCP/TLS, without dns),
-    `request` (queueing for a connection and sending headers) and `first_byte` (headers sent
-    until the response headers arrived), summed over the requests of one run."""
-    config = aiohttp.TraceConfig()
-    config.on_request_start.append(_request_start)
-    config.on_dns_resolvehost_start.append(_dns_start)
-    config.on_dns_resolvehost_end.append(_dns_end)
-    config.on_connection_create_start.append(_connect_start)
-    config.on_connection_create_end.append(_connect_end)
-    config.on_request_headers_sent.append(_headers_sent)
-    config.on_request_end.append(_request_end)
-    config.on_request_exception.append(_request_end)
-    return config
-
-
-async def _request_start(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.started = ctx.sent = time.perf_counter()
-    ctx.dns = ctx.connect = 0.0
-
-
-async def _dns_start(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.dns_started = time.perf_counter()
-
-
-async def _dns_end(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.dns += time.perf_counter() - ctx.dns_started
-
-
-async def _connect_start(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.connect_started = time.perf_counter()
-
-
-async def _connect_end(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.connect += time.perf_counter() - ctx.connect_started
-
-
-async def _headers_sent(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    ctx.sent = time.perf_counter()
-
-
-async def _request_end(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    phases = _PHASES.get()
-    if phases is None or not hasattr(ctx, "started"):
-        return
-    now = time.perf_counter()
-    # Connection setup includes resolving the host; report the two apart.
-    spent = {
-        "dns": ctx.dns,
-        "connect": max(ctx.connect - ctx.dns, 0.0),
-        "request": max(ctx.sent - ctx.started - ctx.connect, 0.0),
-        "first_byte": now - ctx.sent,
-    }
-    for phase, seconds in spent.items():
-        phases[phase] = phases.get(phase, 0.0) + seconds
