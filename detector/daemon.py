@@ -355,6 +355,7 @@ class Daemon:
         # What only a restart applies stays as it runs (and reload keeps saying so).
         settings = settings.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY})
         self.settings, self._rules = settings, tuple(rules)
+        pipeline.drain()  # runs that finished under the old rules are judged by them
         pipeline.engine.set_rules(self._rules)
         pipeline.engine.texts.component_names = settings.component_names()
         pipeline.components = tuple(c.id for c in settings.components)

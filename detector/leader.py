@@ -230,6 +230,7 @@ async def hold_lease(
     async with pipeline.lock:
         if not await leadership.renew():
             return
+        pipeline.drain()  # into the warm engine, which the rebuilt one takes its clocks from
         try:
             await pipeline.flush(force=True)  # our own results belong in the rebuilt windows
             now = pipeline.clock.now()

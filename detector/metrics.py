@@ -17,7 +17,7 @@ which; nothing here guesses it from error text.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -202,6 +202,16 @@ class Metrics:
         self.registry.register(_Delegate(self._rest))
         # (probe, kind, component, result) -> its duration histogram child
         self._probe_children: dict[tuple[str, str, str, str], Histogram] = {}
+        self._before_read: list[Callable[[], None]] = []
+
+    def before_read(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before every read (a scrape, `get`): the pipeline counts probe runs in
+        batches, and a reader must see every run that finished."""
+        self._before_read.append(hook)
+
+    def _catch_up(self) -> None:
+        for hook in self._before_read:
+            hook()
 
     def _add_probe_metrics(self, registry: CollectorRegistry) -> None:
         self._probe_duration = Histogram(
@@ -380,9 +390,11 @@ class Metrics:
 
         prometheus_client's `*_created` samples are left out: they are not part of the
         contract and would double the series count of every counter and histogram."""
+        self._catch_up()
         rest = generate_latest(_WithoutCreated(self._rest))
         return self._probes.text() + rest
 
     def get(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """One sample's value, for tests and the CLI; None when absent."""
+        self._catch_up()
         return self.registry.get_sample_value(name, dict(labels) if labels else None)

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 import apscheduler.schedulers.base
 import pytest
@@ -24,6 +25,7 @@ from factories import T0
 from detector.clock import ManualClock
 from detector.clockwatch import ClockWatch
 from detector.daemon import Daemon
+from detector.engine import Engine
 from detector.logs import configure
 from detector.model import Decision
 from detector.settings import load_settings
@@ -71,10 +73,18 @@ async def test_a_crashing_evaluation_keeps_the_daemon_and_its_metrics(
     daemon = make_daemon(tmp_path, sandbox, clock, out)
     async with running(daemon, schedule=False, serve=False):
 
-        def crash(now: float) -> list[Decision]:
-            raise RuntimeError("bug")
+        class Crashing:  # a stand-in whose evaluate raises (the compiled Engine's is read-only)
+            def __init__(self, engine: Engine) -> None:
+                self.engine = engine
 
-        monkeypatch.setattr(daemon.engine, "evaluate", crash)
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.engine, name)
+
+            def evaluate(self, now: float) -> list[Decision]:
+                raise RuntimeError("bug")
+
+        assert daemon.pipeline is not None
+        monkeypatch.setattr(daemon.pipeline, "engine", Crashing(daemon.pipeline.engine))
         await daemon.probe_all()
         assert await daemon.evaluate() == []
         assert daemon.metrics.get("detector_rule_evaluation_failures_total") == 1
