@@ -31,7 +31,7 @@ from detector.metrics import Metrics
 from detector.model import Decision, ProbeResult, Rule
 from detector.notify.dispatcher import Dispatcher
 from detector.pipeline import Pipeline
-from detector.schedule import probe_phase, schedule_once, schedule_periodic, schedule_probes
+from detector.schedule import schedule_once, schedule_periodic, schedule_probes
 from detector.sdnotify import Notifier
 from detector.selfcheck import SelfCheck
 from detector.settings import Settings
@@ -355,11 +355,8 @@ class Daemon:
         # What only a restart applies stays as it runs (and reload keeps saying so).
         settings = settings.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY})
         self.settings, self._rules = settings, tuple(rules)
-        pipeline.drain()  # runs that finished under the old rules are judged by them
-        pipeline.engine.set_rules(self._rules)
-        pipeline.engine.texts.component_names = settings.component_names()
-        pipeline.components = tuple(c.id for c in settings.components)
-        pipeline.retention = settings.retention
+        names, components = settings.component_names(), [c.id for c in settings.components]
+        pipeline.reconfigure(self._rules, names, components, settings.retention)
         self.self_check.set_canaries([c.id for c in settings.canary_specs])
         if self.scheduler is not None and self.scheduler.running:
             for job in self.scheduler.get_jobs():
@@ -400,4 +397,4 @@ class Daemon:
         return self.control
 
 
-__all__ = ["Daemon", "probe_phase"]
+__all__ = ["Daemon"]

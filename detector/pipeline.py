@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
@@ -28,6 +28,7 @@ from detector.model import (
     IncidentResolved,
     IncidentUpdated,
     ProbeResult,
+    Rule,
 )
 from detector.store.base import Store, StoreError
 from detector.store.lease import Fenced
@@ -92,6 +93,21 @@ class Pipeline:
         run by run between network calls, with cold caches (bench/probe_cost_bench.py)."""
         self.buffer.append(result)
         self.arrived.append(result)
+
+    def reconfigure(
+        self,
+        rules: Sequence[Rule],
+        component_names: Mapping[str, str],
+        components: Collection[str],
+        retention: float,
+    ) -> None:
+        """A reload's new rules and components; runs that finished before it are judged by the
+        rules they ran under."""
+        self.drain()
+        self.engine.set_rules(rules)
+        self.engine.texts.component_names = dict(component_names)
+        self.components = tuple(components)
+        self.retention = retention
 
     def drain(self) -> None:
         """Count the runs that arrived and feed them to the engine; before every evaluation,

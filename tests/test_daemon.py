@@ -241,7 +241,7 @@ async def test_reload_rejects_a_bad_rule_file_and_keeps_running(
 
 
 def test_probe_phases_spread_over_the_interval_and_survive_a_restart() -> None:
-    from detector.daemon import probe_phase
+    from detector.schedule import probe_phase
     from probes.base import ProbeSpec
 
     specs = [
