@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -124,6 +125,9 @@ def build(target: Path = BUILD) -> str:
     files, _ = usable(target)
     if files is not None:
         return f"{target}: up to date"
+    missing = missing_toolchain()
+    if missing is not None:
+        raise SystemExit(f"make compiled: {missing}")
     before = fingerprint()
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mypyc-", dir=target.parent))
@@ -138,6 +142,17 @@ def build(target: Path = BUILD) -> str:
         return f"{target}: compiled {len(MODULES)} modules in {time.monotonic() - started:.0f} s"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def missing_toolchain() -> str | None:
+    """What the build needs and this machine lacks, in one line, or None."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler}) on PATH: apt-get install gcc"
+    include = Path(sysconfig.get_paths()["include"])
+    if not (include / "Python.h").is_file():
+        return f"no Python headers in {include}: apt-get install python3-dev"
+    return None
 
 
 def _compile(work: Path) -> dict[str, str]:

@@ -136,3 +136,13 @@ def test_detector_version_names_the_engine_that_runs() -> None:
     )
     assert run.stdout.startswith("detector ")
     assert "(engine: pure Python (DETECTOR_PURE is set))" in " ".join(run.stdout.split())
+
+
+def test_a_machine_without_a_c_compiler_gets_one_line_saying_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(native.sysconfig, "get_config_var", lambda name: "no-such-cc -pthread")
+    assert native.missing_toolchain() == "no C compiler (no-such-cc) on PATH: apt-get install gcc"
+    with pytest.raises(SystemExit, match=r"^make compiled: no C compiler \(no-such-cc\)"):
+        native.build(tmp_path / "mypyc")
+    assert not (tmp_path / "mypyc").exists()  # nothing half-built is left to be loaded
