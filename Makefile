@@ -56,6 +56,9 @@ pytest-compiled: compiled
 # current). detector/native.py loads it only when built from the current sources;
 # DETECTOR_PURE=1 forces the pure-Python engine. See docs/architecture.md.
 compiled: $(STAMP)
+	@command -v cc >/dev/null || command -v gcc >/dev/null || ! command -v apt-get >/dev/null || \
+		{ echo "installing gcc (Debian) for the compiled engine"; export DEBIAN_FRONTEND=noninteractive; \
+		  apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev; } || true
 	$(BIN)/python -m detector.native build
 
 # Figures, not pass/fail: see docs/performance.md. The daemon benches take minutes each.
