@@ -230,6 +230,14 @@ class Incident:
     started_at: float | None = None  # when the failure began (failing_since), not opened_at
 
 
+def note_time(latest: float | None, now: float) -> float:
+    """When an on-call note written at `now` is recorded: `now`, or a millisecond after the
+    incident's latest update if that is not earlier. Updates are keyed by (incident, time,
+    status) so that re-applying a decision is a no-op; a second note in the same instant must
+    not collide with the first (or be dropped as its repeat)."""
+    return now if latest is None or latest < now else round(latest + 0.001, 6)
+
+
 def incident_fields(incident: Incident) -> dict[str, Any]:
     """An incident without its updates as plain JSON-able values (store rows, engine state)."""
     return {

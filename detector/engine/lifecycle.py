@@ -29,6 +29,7 @@ from detector.model import (
     IncidentUpdated,
     NoData,
     Rule,
+    note_time,
     quorum_needed,
 )
 from detector.timeutil import format_duration
@@ -348,9 +349,9 @@ class Lifecycle(Views):
         watch = next((w for w in everything if w.incident and w.incident.id == incident_id_), None)
         if watch is None or watch.incident is None:
             raise KeyError(incident_id_)
-        if watch.incident.updates and watch.incident.updates[-1].at >= now:
-            now = round(watch.incident.updates[-1].at + 0.001, 6)  # a note in the same instant
-        out: list[Decision] = []  # comes a millisecond later: the store keys updates by time
+        updates = watch.incident.updates
+        now = note_time(updates[-1].at if updates else None, now)
+        out: list[Decision] = []
         rule = self.rules.get(watch.rule) if watch.key not in self.orphaned else None
         if status is IncidentStatus.RESOLVED:
             for series in watch.series.values():

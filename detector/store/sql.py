@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, delete, inspect
+from sqlalchemy import Table, bindparam, delete, func, inspect
 from sqlalchemy import insert as core_insert
 from sqlalchemy import select as core_select
 from sqlalchemy import update as core_update
@@ -35,6 +35,7 @@ from detector.model import (
     IncidentUpdated,
     ProbeResult,
     incident_fields,
+    note_time,
 )
 from detector.store import audit, history, migrate, tables
 from detector.store.audit import AuditEntry
@@ -288,12 +289,14 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
             already_resolved = row.status == IncidentStatus.RESOLVED.value
             if already_resolved and status != IncidentStatus.RESOLVED:
                 raise StoreError(f"incident {incident_id!r} is resolved; it cannot be {status}")
+            c = tables.incident_updates.c
+            latest = core_select(func.max(c.at)).where(c.incident_id == incident_id)
+            at = note_time(session.exec(latest).scalar(), now)  # type: ignore[call-overload]
             if status == IncidentStatus.RESOLVED:
                 component_status = ComponentStatus.OPERATIONAL
-                row.resolved_at = row.resolved_at if already_resolved else now
+                row.resolved_at = row.resolved_at if already_resolved else at
             else:
                 component_status = ComponentStatus(row.component_status)
-            at = self._free_update_time(session, incident_id, now, status, component_status)
             update = IncidentUpdate(
                 at=at, status=status, component_status=component_status, body=body
             )
@@ -304,29 +307,6 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
             row.component_status = str(component_status)
             session.add(row)
             return update
-
-    @staticmethod
-    def _free_update_time(
-        session: Session,
-        incident_id: str,
-        now: float,
-        status: IncidentStatus,
-        component_status: ComponentStatus,
-    ) -> float:
-        """`now`, or a millisecond later per update already there with the same status at that
-        time: the unique key that makes re-applied decisions no-ops must not refuse (or drop)
-        a second note written in the same instant."""
-        c = tables.incident_updates.c
-        taken = core_select(c.at).where(
-            c.incident_id == incident_id,
-            c.status == str(status),
-            c.component_status == str(component_status),
-            c.at >= now,
-        )
-        times = set(session.exec(taken).scalars())  # type: ignore[call-overload]
-        while now in times:
-            now = round(now + 0.001, 6)
-        return now
 
     # --- probe results
 
