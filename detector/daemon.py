@@ -16,7 +16,6 @@ from collections.abc import Coroutine, Sequence
 from datetime import UTC
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.typing import FilteringBoundLogger
@@ -371,11 +370,6 @@ class Daemon:
         records = settings.component_records(self.clock.now())
         with contextlib.suppress(StoreError):
             await asyncio.to_thread(self._store().sync_components, records)
-
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The untraced session, which owns the connection pool."""
-        return self.sessions.plain if self.sessions is not None else None
 
     @property
     def engine(self) -> Engine:

@@ -99,9 +99,9 @@ async def step(clock: ManualClock, daemons: list[Daemon], seconds: float = MIN) 
 
 async def crash(daemon: Daemon) -> None:
     """`kill -9` as the others see it: nothing more is written or renewed."""
-    assert daemon.store is not None and daemon.session is not None
+    assert daemon.store is not None and daemon.sessions is not None
     daemon.store.close()
-    await daemon.session.close()
+    await daemon.sessions.close()
 
 
 # ------------------------------------------------------------------ the chaos rig (subprocesses)

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.usefixtures("credentials")
 async def crash(daemon: Daemon) -> None:
     """Like `kill -9` for what the next daemon sees: nothing more is written. The HTTP
     session is closed only so the test process leaks no sockets."""
-    assert daemon.store is not None and daemon.session is not None
+    assert daemon.store is not None and daemon.sessions is not None
     daemon.store.close()
-    await daemon.session.close()
+    await daemon.sessions.close()
     daemon._lock_file.close()  # the kernel drops a killed process's flock on the SQLite file
 
 

@@ -164,9 +164,9 @@ async def test_traced_and_untraced_runs_share_one_connection_pool(
 
 
 async def test_closing_the_pool_owner_closes_both_sessions(daemon: Daemon) -> None:
-    # What a crash helper does (close the daemon's `session`): nothing is left open.
-    assert daemon.session is not None and daemon.sessions is not None
-    await daemon.session.close()
+    # Closing the untraced session, which owns the pool, leaves nothing open.
+    assert daemon.sessions is not None
+    await daemon.sessions.plain.close()
     assert daemon.sessions.traced.closed
 
 
