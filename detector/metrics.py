@@ -21,19 +21,16 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
 from detector.model import ComponentStatus, ProbeResult
+from detector.probe_metrics import Durations, ProbeFamilies
 
 ProbeOutcome = Literal["ok", "fail", "error"]
 PROBE_OUTCOMES: Final = ("ok", "fail", "error")
 
-# 5 ms .. 30 s: label creation round trips sit around 0.2-2 s, timeouts at 10-30 s.
-PROBE_DURATION_BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
-)  # fmt: skip
 # One evaluation of every (rule, component) series: target <= 0.5 s for 100k series.
 EVALUATION_DURATION_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -92,82 +89,6 @@ class _SnapshotGauges(Collector):
         yield open_incidents
 
 
-_RUNS_HELP: Final = (
-    "Probe runs by outcome: ok, fail (target answered wrong), error (could not run)."
-)
-_SUCCESS_HELP: Final = "1 if the last run of the probe was ok, else 0."
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-class _ProbeCounters(Collector):
-    """`detector_probe_runs_total` and `detector_probe_success` over plain dicts.
-
-    With 10,000 probes these are 40,000 samples; prometheus_client's children (a lock each)
-    and its per-line escaping made a scrape cost ~240 ms. Here each series' text prefix is
-    escaped once, when it first appears, and a scrape is one join."""
-
-    def __init__(self) -> None:
-        self.runs: dict[tuple[str, str, str, str], float] = {}
-        self.success: dict[str, float] = {}
-        self._runs_prefix: dict[tuple[str, str, str, str], str] = {}
-        self._success_prefix: dict[str, str] = {}
-
-    def add_series(self, key: tuple[str, str, str, str]) -> None:
-        probe, kind, component, result = map(_label, key)
-        self._runs_prefix[key] = (
-            f'detector_probe_runs_total{{probe="{probe}",kind="{kind}",'
-            f'component="{component}",result="{result}"}} '
-        )
-        self.runs[key] = 0.0
-        self._success_prefix[key[0]] = f'detector_probe_success{{probe="{probe}"}} '
-
-    def remove_probe(self, probe: str) -> None:
-        for key in [key for key in self.runs if key[0] == probe]:
-            del self.runs[key], self._runs_prefix[key]
-        self.success.pop(probe, None)
-        self._success_prefix.pop(probe, None)
-
-    def describe(self) -> Iterable[Metric]:
-        return self._families({}, {})
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families(dict(self.runs), dict(self.success))
-
-    @staticmethod
-    def _families(
-        runs: Mapping[tuple[str, str, str, str], float], success: Mapping[str, float]
-    ) -> Iterator[Metric]:
-        counter = CounterMetricFamily(
-            "detector_probe_runs", _RUNS_HELP, labels=("probe", "kind", "component", "result")
-        )
-        for key, value in runs.items():
-            counter.add_metric(key, value)
-        yield counter
-        gauge = GaugeMetricFamily("detector_probe_success", _SUCCESS_HELP, labels=("probe",))
-        for probe, value in success.items():
-            gauge.add_metric((probe,), value)
-        yield gauge
-
-    def text(self) -> bytes:
-        # dict(...) copies in one step under the GIL: the event loop may add or drop series
-        # (a reload) while a scrape renders in its worker thread; a series dropped in between
-        # has no prefix any more and is left out.
-        runs, success = dict(self.runs), dict(self.success)
-        runs_prefix, success_prefix = dict(self._runs_prefix), dict(self._success_prefix)
-        lines = [
-            f"# HELP detector_probe_runs_total {_RUNS_HELP}",
-            "# TYPE detector_probe_runs_total counter",
-        ]
-        lines += [f"{runs_prefix[k]}{v!r}" for k, v in runs.items() if k in runs_prefix]
-        lines.append(f"# HELP detector_probe_success {_SUCCESS_HELP}")
-        lines.append("# TYPE detector_probe_success gauge")
-        lines += [f"{success_prefix[p]}{v!r}" for p, v in success.items() if p in success_prefix]
-        return ("\n".join(lines) + "\n").encode()
-
-
 class _Delegate(Collector):
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
@@ -189,19 +110,18 @@ class Metrics:
     content_type: Final = CONTENT_TYPE_PLAIN_0_0_4
 
     def __init__(self, version: str = "unknown") -> None:
-        # Every family but the per-probe ones, which `_ProbeCounters` renders itself;
+        # Every family but the per-probe ones, which `ProbeFamilies` renders itself;
         # `registry` serves both, for `get` and for anyone collecting.
         self._rest = CollectorRegistry(auto_describe=True)
-        self._probes = _ProbeCounters()
-        self._add_probe_metrics(self._rest)
+        self._probes = ProbeFamilies()
         self._add_engine_metrics(self._rest)
         self._add_daemon_metrics(self._rest, version)
         self._add_notification_metrics(self._rest)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self._probes)
         self.registry.register(_Delegate(self._rest))
-        # (probe, kind, component, result) -> its duration histogram child
-        self._probe_children: dict[tuple[str, str, str, str], Histogram] = {}
+        # (probe, kind, component, result) -> its kind's duration histogram
+        self._probe_children: dict[tuple[str, str, str, str], Durations] = {}
         self._before_read: list[Callable[[], None]] = []
 
     def before_read(self, hook: Callable[[], None]) -> None:
@@ -212,15 +132,6 @@ class Metrics:
     def _catch_up(self) -> None:
         for hook in self._before_read:
             hook()
-
-    def _add_probe_metrics(self, registry: CollectorRegistry) -> None:
-        self._probe_duration = Histogram(
-            "detector_probe_duration_seconds",
-            "Probe run latency in seconds.",
-            ("kind",),
-            buckets=PROBE_DURATION_BUCKETS,
-            registry=registry,
-        )
 
     def _add_engine_metrics(self, registry: CollectorRegistry) -> None:
         self._snapshots = _SnapshotGauges()
@@ -320,14 +231,13 @@ class Metrics:
         if result.latency_s is not None:
             duration.observe(result.latency_s)
 
-    def _probe_children_for(self, key: tuple[str, str, str, str]) -> Histogram:
+    def _probe_children_for(self, key: tuple[str, str, str, str]) -> Durations:
         label = key[3]
         if label not in PROBE_OUTCOMES:
             raise ValueError(
                 f"probe outcome {label!r}: expected one of {', '.join(PROBE_OUTCOMES)}"
             )
-        self._probes.add_series(key)
-        duration = self._probe_children[key] = self._probe_duration.labels(key[1])
+        duration = self._probe_children[key] = self._probes.add_series(key)
         return duration
 
     def retain_probes(self, probe_ids: Collection[str]) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from daemonkit import add_fault, free_port
+from daemonkit import add_fault, free_port, log_into
 from probekit import CREDENTIALS, GREEN, PASSWORD, USERNAME, hung_server, make_spec, probe
 from pytest_aiohttp import AiohttpServer
 from structlog.typing import FilteringBoundLogger
@@ -151,3 +153,21 @@ async def test_credentials_never_show(
         assert USERNAME not in text
         assert PASSWORD not in text
     assert repr(CREDENTIALS) == "Credentials(scheme='basic')"
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+async def test_probe_finished_is_logged_at_debug_only(
+    session: aiohttp.ClientSession, level: int
+) -> None:
+    """The per-run debug event (skipped unbuilt above debug: it costs ~1 µs a run)."""
+    output = io.StringIO()
+    log = log_into(output, structlog.processors.KeyValueRenderer(), level=level)
+    port = free_port()
+    result = await probe(
+        make_spec(f"http://127.0.0.1:{port}", "http", "sendcloud/api"), session, log
+    )
+    assert result.result == "error"
+    logged = "event='probe_finished'" in output.getvalue()
+    assert logged == (level == logging.DEBUG)
+    if logged:
+        assert "ok=False" in output.getvalue() and "probe='" in output.getvalue()

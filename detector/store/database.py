@@ -143,17 +143,18 @@ _COPY_RESULTS = f"COPY probe_results ({', '.join(tables.RESULT_COLUMNS)}) FROM S
 
 
 def insert_results(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Write result rows (`tables.result_row`) below SQLAlchemy's parameter processing:
-    driver executemany on SQLite, COPY on PostgreSQL — about half and a tenth of the CPU of
-    an ORM or Core executemany for a batch."""
-    if connection.dialect.name != "postgresql":
-        connection.exec_driver_sql(_INSERT_RESULTS, rows)
-        return
-    import psycopg  # only PostgreSQL needs the driver imported here
-
+    """Write result rows (`tables.result_row`) on the driver's own connection, inside the
+    caller's SQLAlchemy transaction: executemany on SQLite, COPY on PostgreSQL. SQLAlchemy's
+    execution context cost ~0.8 µs a row on top of SQLite's own insert (bench/
+    probe_cost_bench.py); a Core or ORM executemany costs twice as much, ten times on PG."""
     driver = connection.connection.driver_connection
     if driver is None:
         raise InvalidRequestError("the database connection is closed")
+    if connection.dialect.name != "postgresql":
+        driver.executemany(_INSERT_RESULTS, rows)  # sqlite3.Error: store_errors words it
+        return
+    import psycopg  # only PostgreSQL needs the driver imported here
+
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_RESULTS) as copy:
             for row in rows:

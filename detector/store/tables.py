@@ -345,8 +345,8 @@ def result_row(result: ProbeResult) -> tuple[Any, ...]:
         result.ok,
         result.latency_s,
         result.error,
-        dumps_json(result.labels),
-        dumps_json(result.phases),
+        dumps_json(result.labels) if result.labels else "{}",  # most runs: no JSON encoder
+        dumps_json(result.phases) if result.phases else "{}",
         result.failure_kind,
         result.instance,
         result.suspect,
