@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, dataclass_transform
 
 from detector.timeutil import format_time
 
@@ -74,7 +74,19 @@ COMPONENT_ID_PATTERN = r"^(sendcloud|carriers|integrations)/[a-z0-9][a-z0-9_.-]*
 # ---------------------------------------------------------------------------------- input
 
 
-@dataclass(frozen=True, slots=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def _typed_frozen(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass to the type checker, a plain slotted one at run time: a frozen
+    dataclass's `__init__` goes through `object.__setattr__` for every field, ~1 µs hot and
+    ~3 µs on the probe path (one result a run; bench/probe_cost_bench.py). mypy, which
+    checks every module in `make test`, rejects any assignment to a field."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)  # hashable like a frozen one
+
+
+@_typed_frozen
 class ProbeResult:
     """One probe run. `at` is when it finished (epoch seconds)."""
 
