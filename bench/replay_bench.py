@@ -163,12 +163,14 @@ def timed_parse(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, count
 
 
-def timed_replay(path: Path, rules: tuple[Rule, ...]) -> tuple[float, ReplayReport]:
+def timed_replay(path: Path, rules: tuple[Rule, ...]) -> tuple[float, float, ReplayReport]:
+    """Wall and CPU seconds of one end-to-end replay: on a shared VM the wall time also holds
+    what other guests took from this one, the CPU time does not."""
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with open(path, "rb") as handle:
         report = replay(rules, iter_replay_events(handle, str(path)))
-    return time.perf_counter() - start, report
+    return time.perf_counter() - start, time.process_time() - cpu, report
 
 
 def main() -> int:
@@ -177,6 +179,7 @@ def main() -> int:
     parser.add_argument("--components", type=int, default=200)
     parser.add_argument("--probes", type=int, default=5, help="probes per component")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--repeat", type=int, default=1, help="end-to-end replays (best of)")
     parser.add_argument(
         "--tracemalloc-results",
         type=int,
@@ -204,7 +207,9 @@ def main() -> int:
         parse_s, parsed = timed_parse(path)
         rows.append(("parse (iter_events)", parse_s, f"{args.results / parse_s:,.0f} results/s"))
 
-        replay_s, report = timed_replay(path, rules)
+        runs = [timed_replay(path, rules) for _ in range(args.repeat)]
+        replay_s, cpu_s = min(run[0] for run in runs), min(run[1] for run in runs)
+        report = runs[-1][2]
         rss_replay = peak_rss_mb()
         if args.report_json:
             args.report_json.write_text(json.dumps(report_to_dict(report), sort_keys=True))
@@ -212,7 +217,8 @@ def main() -> int:
             (
                 "replay end-to-end",
                 replay_s,
-                f"{report.results / replay_s:,.0f} results/s (file -> report)",
+                f"{report.results / replay_s:,.0f} results/s (file -> report);"
+                f" {report.results / cpu_s:,.0f} per CPU second; best of {args.repeat}",
             )
         )
 
