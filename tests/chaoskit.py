@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,21 @@ async def start_pair(
     return a, b
 
 
+@asynccontextmanager
+async def pair(
+    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, extra: str = LONG_LEASE
+) -> AsyncIterator[tuple[Daemon, Daemon]]:
+    """`start_pair`, then shut down on the way out whichever of the two is still running (a
+    test may stop or crash one itself), even when the test fails."""
+    a, b = await start_pair(tmp_path, sandbox, clock, store, extra)
+    try:
+        yield a, b
+    finally:
+        for daemon in (a, b):
+            if daemon.sessions is not None:  # None: shut down or crashed already
+                await daemon.shutdown()
+
+
 async def fault(sandbox: TestServer, component: str, mode: str = "error") -> None:
     async with aiohttp.ClientSession() as session:
         body = {"component": component, "mode": mode, "seconds": 7200}
@@ -95,13 +112,6 @@ async def step(clock: ManualClock, daemons: list[Daemon], seconds: float = MIN) 
     for daemon in daemons:
         await daemon.lead()
         await daemon.evaluate()
-
-
-async def crash(daemon: Daemon) -> None:
-    """`kill -9` as the others see it: nothing more is written or renewed."""
-    assert daemon.store is not None and daemon.sessions is not None
-    daemon.store.close()
-    await daemon.sessions.close()
 
 
 # ------------------------------------------------------------------ the chaos rig (subprocesses)

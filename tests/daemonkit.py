@@ -152,6 +152,18 @@ def make_daemon(
     return Daemon(load_settings(path), log=log, clock=clock)
 
 
+async def crash(daemon: Daemon) -> None:
+    """`kill -9` as the next daemon and the other instances see it: nothing more is written
+    or renewed, and the kernel drops the dead process's flock on a SQLite store. The HTTP
+    sessions are closed only so the test process leaks no sockets."""
+    assert daemon.store is not None and daemon.sessions is not None
+    daemon.store.close()
+    await daemon.sessions.close()
+    daemon.sessions = None  # dead: nothing shuts it down again (`chaoskit.pair`)
+    if daemon._lock_file is not None:
+        daemon._lock_file.close()
+
+
 async def add_fault(
     sandbox: TestServer, component: str, mode: str = "error", seconds: float = 7200, **more: Any
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from daemonkit import add_fault, clear_faults, make_daemon, running, sqlite_url
+from daemonkit import add_fault, clear_faults, crash, make_daemon, running, sqlite_url
 from factories import T0
 
 from detector.clock import ManualClock
@@ -22,15 +22,6 @@ MIN = 60.0
 
 
 pytestmark = pytest.mark.usefixtures("credentials")
-
-
-async def crash(daemon: Daemon) -> None:
-    """Like `kill -9` for what the next daemon sees: nothing more is written. The HTTP
-    session is closed only so the test process leaks no sockets."""
-    assert daemon.store is not None and daemon.sessions is not None
-    daemon.store.close()
-    await daemon.sessions.close()
-    daemon._lock_file.close()  # the kernel drops a killed process's flock on the SQLite file
 
 
 async def minutes(daemon: Daemon, clock: ManualClock, count: int) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import MIN, T0, crash, fault, incident, make_daemon, start_pair, step
+from chaoskit import MIN, T0, fault, incident, make_daemon, pair, step
+from daemonkit import crash
 from sqlalchemy import text
 
 from detector.clock import ManualClock
@@ -105,8 +106,7 @@ def test_the_database_allows_one_open_incident_per_series(
 async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url) as (a, b):
         assert a.metrics.get("detector_is_leader") == 1
         assert b.metrics.get("detector_is_leader") == 0
         assert b.status().startswith("standby; 4 probes")
@@ -131,15 +131,12 @@ async def test_two_daemons_one_leads_and_failover_keeps_the_clock(
         assert opened.opened_at == T0 + 32 * MIN  # the original clock, from before failover
         assert opened.started_at in (None, T0 + 2 * MIN)  # None until the engine records it
         assert b.status() == "leader; 4 probes; 1 open incidents"
-    finally:
-        await b.shutdown()
 
 
 async def test_a_paused_leader_that_wakes_up_writes_nothing(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url) as (a, b):
         await fault(sandbox, "carriers/dhl")
         for _ in range(3):
             await step(clock, [a, b])
@@ -164,34 +161,24 @@ async def test_a_paused_leader_that_wakes_up_writes_nothing(
         assert len(b.store.list_incidents()) == 1
         assert b.metrics.get("detector_is_leader") == 1
         assert a.metrics.get("detector_is_leader") == 0
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 async def test_a_clean_stop_hands_over_without_waiting_for_the_lease(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url) as (a, b):
         await a.shutdown()
         await b.lead()
         assert b.pipeline is not None and b.pipeline.leading()
-    finally:
-        await b.shutdown()
 
 
 async def test_a_standby_refuses_writes_naming_the_leader_as_the_place(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url) as (_leader, b):
         assert b.control is not None
         with pytest.raises(ValueError, match="standby: send writes to the leader"):
             await b.control.cancel_maintenance("m-1")
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 async def test_a_second_daemon_on_one_sqlite_file_refuses_to_start(

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import LONG_LEASE, fault, make_daemon, start_pair, step
+from chaoskit import LONG_LEASE, fault, make_daemon, pair, step
 from sqlalchemy.engine import make_url
 
 from detector.clock import ManualClock
@@ -40,10 +40,9 @@ def count_results(url: str) -> int:
 async def test_a_leader_that_loses_the_store_steps_down_and_writes_its_buffer_later(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await start_pair(tmp_path, sandbox, clock, pg_url)
-    assert a.pipeline is not None and a.leadership is not None and a.control is not None
-    assert b.pipeline is not None
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url) as (a, b):
+        assert a.pipeline is not None and a.leadership is not None and a.control is not None
+        assert b.pipeline is not None
         await fault(sandbox, "carriers/dhl")
         await step(clock, [a, b])
         reachable = a.pipeline.store
@@ -66,9 +65,6 @@ async def test_a_leader_that_loses_the_store_steps_down_and_writes_its_buffer_la
         assert count_results(pg_url) == 2 * 4 * 39  # nothing of the outage lost
         assert b.store is not None
         assert len(b.store.list_incidents()) == 1  # one episode, one incident
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 async def test_a_cut_connection_is_reopened_on_the_next_write(
