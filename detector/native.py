@@ -160,11 +160,19 @@ def _compile(work: Path) -> dict[str, str]:
     from mypyc.build import mypycify
     from setuptools import Distribution  # type: ignore[import-untyped]
 
+    # mypyc names modules after paths relative to the working directory, and type-checks
+    # what they import. Work on a copy of the two packages: in an installed copy (ROOT is
+    # site-packages) every other installed module would otherwise count as ours.
+    source = work / "src"
+    for package in ("detector", "probes"):
+        ignore = shutil.ignore_patterns("__pycache__", "*.so")
+        shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    (source / "mypy.ini").write_text("[mypy]\nignore_missing_imports = True\n")
     here = Path.cwd()
-    os.chdir(ROOT)  # mypyc names modules after paths relative to the working directory
+    os.chdir(source)
     try:
         extensions = mypycify(
-            [f"detector/engine/{name}.py" for name in MODULES],
+            ["--config-file", "mypy.ini", *(f"detector/engine/{name}.py" for name in MODULES)],
             opt_level="3",
             target_dir=str(work / "c"),
         )
