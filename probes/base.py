@@ -327,7 +327,7 @@ async def run_probe(
         ok=ok,
         latency_s=latency,
         error=error,
-        labels=dict(spec.labels),
+        labels=spec.labels,  # shared, not copied: a frozen spec; results only read it
         phases=phases,
         failure_kind="fail" if ok or kind == "fail" else "error",
         instance=instance,
