@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from detector.model import ProbeResult
 from detector.store import tables
-from detector.store.base import StoreError
+from detector.store.base import PeerRow, StoreError
 from detector.store.database import store_errors
 
 LEADER = "leader"
@@ -88,17 +88,18 @@ def release(connection: Connection, fence: Fence) -> None:
     )
 
 
-def peer_results(engine: Engine, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
-    """Results other instances wrote with `at > since`, oldest first, with their row ids
-    (the caller skips the ids it has seen: results are written late by up to a flush)."""
+def peer_results(engine: Engine, since: float, instance: str) -> list[PeerRow]:
+    """Results other instances wrote after `since` (by `written_at`, the writer's flush: a
+    batch written late after an outage is found although its `at` is old), oldest written
+    first, with their row ids (the caller skips the ids it has fed)."""
     c = tables.probe_results.c
     query = (
-        select(c.id, *(c[name] for name in tables.RESULT_COLUMNS))
-        .where(c.at > since, c.instance != instance)
-        .order_by(c.at, c.id)
+        select(c.id, c.written_at, *(c[name] for name in tables.RESULT_COLUMNS))
+        .where(c.written_at > since, c.instance != instance)
+        .order_by(c.written_at, c.id)
     )
     with engine.connect() as connection:
-        return [(row[0], ProbeResult(*row[1:])) for row in connection.execute(query)]
+        return [PeerRow(row[0], row[1], ProbeResult(*row[2:])) for row in connection.execute(query)]
 
 
 class LeaseStore:
@@ -115,6 +116,6 @@ class LeaseStore:
         with store_errors("release leader lease", self.url), self.engine.begin() as connection:
             release(connection, fence)
 
-    def peer_results(self, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
+    def peer_results(self, since: float, instance: str) -> list[PeerRow]:
         with store_errors("read other instances' results", self.url):
             return peer_results(self.engine, since, instance)
