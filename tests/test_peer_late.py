@@ -17,6 +17,7 @@ from daemonkit import write_config
 from factories import T0, make_result
 from sqlalchemy import create_engine, inspect, text
 
+from detector.cli import main
 from detector.clock import ManualClock
 from detector.daemon import Daemon
 from detector.engine.series import Series
@@ -262,6 +263,32 @@ def test_add_results_stamps_the_given_time_or_each_results_own(
         store.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_reread_of_the_overlap_returns_rows_only_from_the_oldest_one_not_fed(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path}/d.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    try:
+        for n in range(3):  # three flushes of peer b, 5 s apart; one of a's own
+            store.add_results([make_result(T0 + n, instance="b")] * 2, written_at=T0 + 5 * n)
+        store.add_results([make_result(T0, instance="a")], written_at=T0 + 11)
+        rows = store.peer_results(T0 - 1, "a")
+        assert [row.written_at for row in rows] == [T0, T0, T0 + 5, T0 + 5, T0 + 10, T0 + 10]
+        fed = {row.id for row in rows}
+        assert store.peer_results(T0 - 1, "a", fed) == []  # nothing new: ids only, no rows
+        # A batch stamped inside the overlap commits late: read from its stamp on.
+        store.add_results([make_result(T0 + 3, instance="c")], written_at=T0 + 7)
+        again = store.peer_results(T0 - 1, "a", fed)
+        assert [(row.written_at, row.result.instance) for row in again] == [
+            (T0 + 7, "c"),
+            (T0 + 10, "b"),
+            (T0 + 10, "b"),
+        ]
+    finally:
+        store.close()
+
+
 # ------------------------------------------------------------------ the migration
 
 
@@ -330,3 +357,22 @@ def test_a_v0005_postgres_with_results_upgrades_with_detector_db_upgrade(
     )
     assert upgrade.returncode == 0, upgrade.stderr
     _check_upgraded(url)
+
+
+def test_the_stamp_stays_internal_export_is_the_same_with_or_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = [make_result(T0 + n * MIN, ok=n % 3 != 0, instance="b") for n in range(5)]
+    exported = []
+    for name, written_at in (("history", None), ("late", T0 + 3600.0)):
+        url = f"sqlite:///{tmp_path / name}.db"
+        store = open_store(url)
+        store.add_results(results, written_at)
+        store.close()
+        out = tmp_path / f"{name}.jsonl"
+        window = ["--since", "2026-11-28T09:00:00Z", "--until", "2026-11-28T11:00:00Z"]
+        assert main(["export", "--store", url, *window, "--out", str(out)]) == 0
+        exported.append(out.read_text())
+    capsys.readouterr()
+    assert exported[0] == exported[1]
+    assert "written_at" not in exported[0] and exported[0].count("\n") == 5

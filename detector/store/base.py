@@ -6,7 +6,7 @@ event loop never blocks on the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -94,9 +94,10 @@ class Store(Protocol):
 
     def release_lease(self, fence: Fence) -> None: ...
 
-    def peer_results(self, since: float, instance: str) -> list[PeerRow]:
+    def peer_results(self, since: float, instance: str, fed: Container[int] = ()) -> list[PeerRow]:
         """Other instances' results written (`written_at`) after `since`, oldest written first,
-        each with its row id and written_at."""
+        each with its row id and written_at; may leave out rows written before the oldest one
+        whose id is not in `fed` (the caller has those)."""
 
     # --- incidents (read side and manual updates)
     def list_incidents(
