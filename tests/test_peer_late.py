@@ -333,13 +333,13 @@ def _check_upgraded(url: str) -> None:
         store.close()
 
 
-def test_a_v0005_sqlite_file_with_results_upgrades_and_old_rows_are_written_at_their_time(
+def test_a_v0005_sqlite_file_with_results_upgrades_with_detector_db_upgrade(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     migrate.upgrade(url, "0005")
     _insert_v0005_rows(url)
-    migrate.upgrade(url)
+    assert main(["db", "upgrade", "--store", url]) == 0
     _check_upgraded(url)
 
 
