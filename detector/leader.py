@@ -31,7 +31,7 @@ from detector.engine import Engine
 from detector.engine.state import load_state
 from detector.metrics import Metrics
 from detector.model import Rule
-from detector.pipeline import PEER_LOOKBACK_S, Pipeline
+from detector.pipeline import Pipeline
 from detector.sdnotify import Notifier
 from detector.settings import Settings
 from detector.store.base import Store, StoreError
@@ -238,14 +238,15 @@ async def hold_lease(
             engine = await asyncio.to_thread(
                 warm_engine, store, rules, pipeline.engine, component_names, now
             )
-            rows = await asyncio.to_thread(
-                store.peer_results, now - PEER_LOOKBACK_S, pipeline.instance
-            )
+            # Read as every evaluation does (by written_at, from the watermark): the rebuilt
+            # windows hold these rows already (or they are older than any), so they count as fed.
+            since = pipeline.peer_since()
+            rows = await asyncio.to_thread(store.peer_results, since, pipeline.instance)
         except StoreError as exc:
             pipeline.store_failed("take_over", exc)
             leadership.step_down("store unreachable during takeover")
             return
-        pipeline.replace_engine(engine, rows)
+        pipeline.replace_engine(engine, rows, since)
         leadership.log.info(
             "leader_ready", series=len(engine.series), open_incidents=len(engine.open_incidents())
         )

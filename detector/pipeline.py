@@ -10,6 +10,7 @@ the store is called from worker threads.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from detector.model import (
     ProbeResult,
     Rule,
 )
-from detector.store.base import Store, StoreError
+from detector.store.base import PeerRow, Store, StoreError
 from detector.store.lease import Fenced
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ if TYPE_CHECKING:
 
 MAX_BUFFERED_RESULTS = 500_000  # ~10k probes for 50 minutes of store outage
 BROKEN_AFTER_PASSES = 3  # a series failing this many evaluations in a row makes /readyz say so
-# Other instances' results are read back this far: they reach the store up to a flush
-# interval and a probe timeout after their time.
+# A leader reads other instances' results by `written_at` (the writer's clock at its flush)
+# from the newest stamp it has seen minus this overlap: a batch stamped earlier may commit
+# after a later one is already visible (a big batch after an outage takes a while to write),
+# and writers' clocks differ a little. 120 s is far above both; re-reading it costs an id
+# scan (whole rows are read only from the oldest id not fed yet), about half the CPU of
+# reading those rows again (10k probes a minute: ~25 instead of ~55 ms an evaluation).
 PEER_LOOKBACK_S = 120.0
 MAX_FLUSH_BACKOFF_S = 60.0  # reconnect attempts while the store is down: 1x .. 60 s, jittered
 
@@ -80,7 +85,9 @@ class Pipeline:
         self.instance = instance
         self.max_buffered = max_buffered
         self.monotonic = monotonic
-        self._peer_seen: dict[int, float] = {}  # row id -> at, of other instances' results
+        self._peer_seen: dict[int, float] = {}  # row id -> written_at, of peers' results fed
+        self._peer_mark: float | None = None  # the newest written_at read from a peer
+        self._peer_floor = -math.inf  # the last read's start: reads never start earlier
         self._retry_at = 0.0  # monotonic: no flush before this while the store is down
         self._failures = 0  # failed flushes in a row: the backoff doubles with each
 
@@ -144,32 +151,59 @@ class Pipeline:
             return decisions
 
     async def ingest_peers(self) -> int:
-        """Feed other instances' new results to the engine (several daemons only)."""
+        """Feed other instances' newly written results to the engine (several daemons only),
+        however old their `at`: a peer's results written late still count in every window
+        they fall in; older ones the engine evicts at the evaluation."""
         if self.leadership is None or not self.leadership.shared:
             return 0
-        since = self.clock.now() - PEER_LOOKBACK_S
+        since = self.peer_since()
         try:
-            rows = await asyncio.to_thread(self.store.peer_results, since, self.instance)
+            # `_peer_seen` changes only under the lock this evaluation holds: safe to share.
+            read = self.store.peer_results
+            rows = await asyncio.to_thread(read, since, self.instance, self._peer_seen)
         except StoreError as exc:
             self.store_failed("peer_results", exc)
             return 0
         self.store_ok = True
-        seen, fed = self._peer_seen, 0
-        for row_id, result in rows:
+        return self._feed_peers(rows, since)
+
+    def peer_since(self) -> float:
+        """Where the next read of peers' results starts. The mark is capped at this daemon's
+        clock: a peer whose clock runs ahead must not push it past what others still write."""
+        now = self.clock.now()
+        mark = now if self._peer_mark is None else min(self._peer_mark, now)
+        # Never earlier than the last read (a clock stepped back): the ids it read before
+        # that start are forgotten, and they must not be fed again.
+        return max(mark - PEER_LOOKBACK_S, self._peer_floor)
+
+    def _feed_peers(self, rows: Sequence[PeerRow], since: float) -> int:
+        seen, observe, fed = self._peer_seen, self.engine.observe, 0
+        for row_id, written_at, result in rows:
             if row_id not in seen:
-                seen[row_id] = result.at
-                self.engine.observe(result)
+                seen[row_id] = written_at
+                observe(result)
                 fed += 1
-        for row_id in [row_id for row_id, at in seen.items() if at <= since]:
+        self._advance_mark(rows)
+        self._peer_floor = since
+        # Rows written at or before `since` are never read again: their ids can go.
+        for row_id in [row_id for row_id, written_at in seen.items() if written_at <= since]:
             del seen[row_id]
         return fed
 
-    def replace_engine(self, engine: Engine, peers: Sequence[tuple[int, ProbeResult]]) -> None:
-        """A new leader's engine (`detector.leader.hold_lease`); it already holds `peers`."""
+    def _advance_mark(self, rows: Sequence[PeerRow]) -> None:
+        if rows:  # oldest written first: the last is the newest
+            newest = rows[-1].written_at
+            self._peer_mark = newest if self._peer_mark is None else max(self._peer_mark, newest)
+
+    def replace_engine(self, engine: Engine, peers: Sequence[PeerRow], since: float) -> None:
+        """A new leader's engine (`detector.leader.hold_lease`); it already holds `peers`, the
+        other instances' rows written after `since`."""
         self.engine = engine
         self.pending.clear()
         self._saved_statuses = {}
-        self._peer_seen = {row_id: result.at for row_id, result in peers}
+        self._peer_seen = {row.id: row.written_at for row in peers}
+        self._advance_mark(peers)
+        self._peer_floor = since
 
     async def decide(self, step: Callable[[float], list[Decision]]) -> list[Decision]:
         """Apply an operator's change to the engine (under the lock) and commit it."""
@@ -262,7 +296,8 @@ class Pipeline:
             return 0
         batch, self.buffer = self.buffer, []
         try:
-            await asyncio.to_thread(self.store.add_results, batch)
+            # Stamped with this flush's time: peers' leaders read results by it.
+            await asyncio.to_thread(self.store.add_results, batch, self.clock.now())
         except StoreError as exc:
             self.buffer = batch + self.buffer
             overflow = len(self.buffer) - self.max_buffered

@@ -6,9 +6,9 @@ event loop never blocks on the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from detector.model import (
     ComponentStatus,
@@ -33,6 +33,14 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """The id named does not exist."""
+
+
+class PeerRow(NamedTuple):
+    """Another instance's stored result, as a leader reads it (`Store.peer_results`)."""
+
+    id: int  # the row's: the reader skips the ids it has fed already
+    written_at: float  # the writer's clock at its flush: the reader's watermark
+    result: ProbeResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +94,10 @@ class Store(Protocol):
 
     def release_lease(self, fence: Fence) -> None: ...
 
-    def peer_results(self, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
-        """Other instances' results with at > since and their row ids, oldest first."""
+    def peer_results(self, since: float, instance: str, fed: Container[int] = ()) -> list[PeerRow]:
+        """Other instances' results written (`written_at`) after `since`, oldest written first,
+        each with its row id and written_at; may leave out rows written before the oldest one
+        whose id is not in `fed` (the caller has those)."""
 
     # --- incidents (read side and manual updates)
     def list_incidents(
@@ -113,8 +123,9 @@ class Store(Protocol):
         only further `resolved` notes (StoreError otherwise)."""
 
     # --- probe results
-    def add_results(self, results: Sequence[ProbeResult]) -> None:
-        """One batch, one transaction."""
+    def add_results(self, results: Sequence[ProbeResult], written_at: float | None = None) -> None:
+        """One batch, one transaction, stamped `written_at` (the writer's clock at the flush;
+        None: each result's own `at`, for history). Peers are read by that stamp."""
 
     def results_since(self, since: float) -> list[ProbeResult]:
         """Results with at > since, oldest first, every field (failure kind, instance,

@@ -10,6 +10,7 @@ late write is refused, never applied.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from detector.model import ProbeResult
 from detector.store import tables
-from detector.store.base import StoreError
+from detector.store.base import PeerRow, StoreError
 from detector.store.database import store_errors
 
 LEADER = "leader"
@@ -88,17 +89,28 @@ def release(connection: Connection, fence: Fence) -> None:
     )
 
 
-def peer_results(engine: Engine, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
-    """Results other instances wrote with `at > since`, oldest first, with their row ids
-    (the caller skips the ids it has seen: results are written late by up to a flush)."""
+def peer_results(
+    engine: Engine, since: float, instance: str, fed: Container[int] = ()
+) -> list[PeerRow]:
+    """Results other instances wrote after `since` (by `written_at`, the writer's flush: a
+    batch written late after an outage is found although its `at` is old), oldest written
+    first, with their row ids. The caller skips the ids it has `fed`; whole rows are read only
+    from the oldest stamp among the others, so the overlap it reads again costs an id scan."""
     c = tables.probe_results.c
-    query = (
-        select(c.id, *(c[name] for name in tables.RESULT_COLUMNS))
-        .where(c.at > since, c.instance != instance)
-        .order_by(c.at, c.id)
-    )
+    where = [c.written_at > since, c.instance != instance]
     with engine.connect() as connection:
-        return [(row[0], ProbeResult(*row[1:])) for row in connection.execute(query)]
+        if fed:
+            stamps = connection.execute(select(c.id, c.written_at).where(*where))
+            new = [written_at for row_id, written_at in stamps if row_id not in fed]
+            if not new:
+                return []
+            where[0] = c.written_at >= min(new)
+        query = (
+            select(c.id, c.written_at, *(c[name] for name in tables.RESULT_COLUMNS))
+            .where(*where)
+            .order_by(c.written_at, c.id)
+        )
+        return [PeerRow(row[0], row[1], ProbeResult(*row[2:])) for row in connection.execute(query)]
 
 
 class LeaseStore:
@@ -115,6 +127,6 @@ class LeaseStore:
         with store_errors("release leader lease", self.url), self.engine.begin() as connection:
             release(connection, fence)
 
-    def peer_results(self, since: float, instance: str) -> list[tuple[int, ProbeResult]]:
+    def peer_results(self, since: float, instance: str, fed: Container[int] = ()) -> list[PeerRow]:
         with store_errors("read other instances' results", self.url):
-            return peer_results(self.engine, since, instance)
+            return peer_results(self.engine, since, instance, fed)

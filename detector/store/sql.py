@@ -310,10 +310,14 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
 
     # --- probe results
 
-    def add_results(self, results: Sequence[ProbeResult]) -> None:
+    def add_results(self, results: Sequence[ProbeResult], written_at: float | None = None) -> None:
         if not results:
             return
-        rows = [tables.result_row(result) for result in results]
+        row = tables.result_row
+        if written_at is None:  # history (imports, tests): as if written when it happened
+            rows = [row(result, result.at) for result in results]
+        else:
+            rows = [row(result, written_at) for result in results]
         with store_errors("add probe results", self.url), self.engine.begin() as connection:
             insert_results(connection, rows)
 

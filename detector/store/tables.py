@@ -163,6 +163,9 @@ class ProbeResultRow(StoreTable, table=True):
     failure_kind: str = Field(default="fail", sa_column_kwargs={"server_default": "fail"})
     instance: str = Field(default="", sa_column_kwargs={"server_default": ""})
     suspect: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # When the writer's flush stamped the batch (its clock): a leader reads peers' results by
+    # this, so a batch written late, after an outage, still reaches its windows (`at` is old).
+    written_at: float = Field(sa_type=Double, index=True)
 
 
 class EngineStateRow(StoreTable, table=True):
@@ -318,8 +321,9 @@ def to_incident(row: IncidentRow, updates: list[IncidentUpdate]) -> Incident:
     )
 
 
-# The hot path writes results below SQLAlchemy's parameter processing, as plain tuples in this
-# column order with the JSON already encoded.
+# What a read returns and `ProbeResult(*row)` builds from, in this order. The hot path writes
+# results below SQLAlchemy's parameter processing, as plain tuples in WRITE_COLUMNS order (these
+# and `written_at`, internal: never exported) with the JSON already encoded.
 RESULT_COLUMNS = (
     "at",
     "probe",
@@ -334,9 +338,10 @@ RESULT_COLUMNS = (
     "instance",
     "suspect",
 )
+WRITE_COLUMNS = (*RESULT_COLUMNS, "written_at")
 
 
-def result_row(result: ProbeResult) -> tuple[Any, ...]:
+def result_row(result: ProbeResult, written_at: float) -> tuple[Any, ...]:
     return (
         result.at,
         result.probe,
@@ -350,6 +355,7 @@ def result_row(result: ProbeResult) -> tuple[Any, ...]:
         result.failure_kind,
         result.instance,
         result.suspect,
+        written_at,
     )
 
 
