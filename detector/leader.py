@@ -34,7 +34,7 @@ from detector.model import Rule
 from detector.pipeline import Pipeline
 from detector.sdnotify import Notifier
 from detector.settings import Settings
-from detector.store.base import Store, StoreError
+from detector.store.base import PeerRow, Store, StoreError
 from detector.store.lease import Fence
 
 # A lease is acted on for this share of its TTL after the renewal that granted it began:
@@ -150,9 +150,12 @@ def stored_engine(
 ) -> Engine:
     """The engine as stored: saved state, windows rebuilt from every instance's results."""
     state = store.load_engine_state()
-    horizon = max((rule.window for rule in rules), default=0.0)
-    recent = store.results_since(now - horizon)
+    recent = store.results_since(now - _horizon(rules))
     return load_state(rules, state, recent, component_names, restored_at=restored_at)
+
+
+def _horizon(rules: Sequence[Rule]) -> float:
+    return max((rule.window for rule in rules), default=0.0)
 
 
 def warm_engine(
@@ -160,12 +163,16 @@ def warm_engine(
     rules: Sequence[Rule],
     shadow: Engine,
     component_names: Mapping[str, str],
-    now: float,
-) -> Engine:
+    reads: tuple[float, float, str],
+) -> tuple[Engine, list[PeerRow]]:
     """A new leader's engine: the stored state (the incidents the last leader opened, with
     their ids), windows rebuilt from every instance's stored results, and the clocks of
-    failures this standby saw begin that the last leader had not saved yet."""
-    engine = stored_engine(store, rules, component_names, now)
+    failures this standby saw begin that the last leader had not saved yet; with the peers'
+    rows those windows hold (`Store.takeover_read`: one snapshot). `reads`: now, the peer
+    watermark and this instance."""
+    now, peer_since, instance = reads
+    read = store.takeover_read(now - _horizon(rules), peer_since, instance)
+    engine = load_state(rules, read.state, read.results, component_names)
     for key, series in engine.series.items():
         seen = shadow.series.get(key)
         if seen is None or series.failing_since is not None or series.watch.incident is not None:
@@ -174,7 +181,7 @@ def warm_engine(
             series.failing, series.status = seen.failing, seen.status
             series.failing_since, series.deploy_cause = seen.failing_since, seen.deploy_cause
             engine.changed = True
-    return engine
+    return engine, read.peers
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -233,15 +240,13 @@ async def hold_lease(
         pipeline.drain()  # into the warm engine, which the rebuilt one takes its clocks from
         try:
             await pipeline.flush(force=True)  # our own results belong in the rebuilt windows
-            now = pipeline.clock.now()
-            store = pipeline.store
-            engine = await asyncio.to_thread(
-                warm_engine, store, rules, pipeline.engine, component_names, now
-            )
-            # Read as every evaluation does (by written_at, from the watermark): the rebuilt
-            # windows hold these rows already (or they are older than any), so they count as fed.
+            # Peers read as every evaluation does (by written_at, from the watermark), in the
+            # same snapshot as the windows: those rows count as fed, a later commit does not.
             since = pipeline.peer_since()
-            rows = await asyncio.to_thread(store.peer_results, since, pipeline.instance)
+            reads = (pipeline.clock.now(), since, pipeline.instance)
+            engine, rows = await asyncio.to_thread(
+                warm_engine, pipeline.store, rules, pipeline.engine, component_names, reads
+            )
         except StoreError as exc:
             pipeline.store_failed("take_over", exc)
             leadership.step_down("store unreachable during takeover")

@@ -43,6 +43,15 @@ class PeerRow(NamedTuple):
     result: ProbeResult
 
 
+class Takeover(NamedTuple):
+    """What a new leader rebuilds its engine from, read in one snapshot
+    (`Store.takeover_read`)."""
+
+    state: dict[str, Any] | None  # the engine state blob the last leader saved
+    results: list[ProbeResult]  # every instance's results with `at` after the horizon
+    peers: list[PeerRow]  # other instances' results written after the peer watermark
+
+
 @dataclass(frozen=True, slots=True)
 class ComponentRecord:
     id: str  # "group/slug"
@@ -98,6 +107,12 @@ class Store(Protocol):
         """Other instances' results written (`written_at`) after `since`, oldest written first,
         each with its row id and written_at; may leave out rows written before the oldest one
         whose id is not in `fed` (the caller has those)."""
+
+    def takeover_read(self, since: float, peer_since: float, instance: str) -> Takeover:
+        """The engine state, every instance's results with `at > since` (oldest first) and the
+        other instances' results written after `peer_since` (as `peer_results`), in one
+        snapshot: a peer's batch committed while a new leader reads is in none of them, so the
+        leader's next peer read feeds it, instead of counting it fed and missing it."""
 
     # --- incidents (read side and manual updates)
     def list_incidents(

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from detector.model import ProbeResult
 from detector.store import tables
-from detector.store.base import PeerRow, StoreError
+from detector.store.base import PeerRow, StoreError, Takeover
 from detector.store.database import store_errors
 
 LEADER = "leader"
@@ -90,7 +90,7 @@ def release(connection: Connection, fence: Fence) -> None:
 
 
 def peer_results(
-    engine: Engine, since: float, instance: str, fed: Container[int] = ()
+    connection: Connection, since: float, instance: str, fed: Container[int] = ()
 ) -> list[PeerRow]:
     """Results other instances wrote after `since` (by `written_at`, the writer's flush: a
     batch written late after an outage is found although its `at` is old), oldest written
@@ -98,19 +98,34 @@ def peer_results(
     from the oldest stamp among the others, so the overlap it reads again costs an id scan."""
     c = tables.probe_results.c
     where = [c.written_at > since, c.instance != instance]
-    with engine.connect() as connection:
-        if fed:
-            stamps = connection.execute(select(c.id, c.written_at).where(*where))
-            new = [written_at for row_id, written_at in stamps if row_id not in fed]
-            if not new:
-                return []
-            where[0] = c.written_at >= min(new)
-        query = (
-            select(c.id, c.written_at, *(c[name] for name in tables.RESULT_COLUMNS))
-            .where(*where)
-            .order_by(c.written_at, c.id)
-        )
-        return [PeerRow(row[0], row[1], ProbeResult(*row[2:])) for row in connection.execute(query)]
+    if fed:
+        stamps = connection.execute(select(c.id, c.written_at).where(*where))
+        new = [written_at for row_id, written_at in stamps if row_id not in fed]
+        if not new:
+            return []
+        where[0] = c.written_at >= min(new)
+    query = (
+        select(c.id, c.written_at, *(c[name] for name in tables.RESULT_COLUMNS))
+        .where(*where)
+        .order_by(c.written_at, c.id)
+    )
+    return [PeerRow(row[0], row[1], ProbeResult(*row[2:])) for row in connection.execute(query)]
+
+
+def takeover_read(
+    connection: Connection, since: float, peer_since: float, instance: str
+) -> Takeover:
+    state = tables.engine_state.c
+    row = connection.execute(select(state.state).where(state.id == 1)).first()
+    c = tables.probe_results.c
+    query = (
+        select(*(c[name] for name in tables.RESULT_COLUMNS))
+        .where(c.at > since)
+        .order_by(c.at, c.id)
+    )
+    results = [ProbeResult(*result) for result in connection.execute(query)]
+    peers = peer_results(connection, peer_since, instance)
+    return Takeover(dict(row[0]) if row is not None else None, results, peers)
 
 
 class LeaseStore:
@@ -128,5 +143,14 @@ class LeaseStore:
             release(connection, fence)
 
     def peer_results(self, since: float, instance: str, fed: Container[int] = ()) -> list[PeerRow]:
-        with store_errors("read other instances' results", self.url):
-            return peer_results(self.engine, since, instance, fed)
+        where = "read other instances' results"
+        with store_errors(where, self.url), self.engine.connect() as connection:
+            return peer_results(connection, since, instance, fed)
+
+    def takeover_read(self, since: float, peer_since: float, instance: str) -> Takeover:
+        where = "read the store for a takeover"
+        with store_errors(where, self.url), self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":  # one snapshot for every read
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():  # SQLite: one instance, no peers to race with
+                return takeover_read(connection, since, peer_since, instance)
