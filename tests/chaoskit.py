@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pg
 from aiohttp.test_utils import TestServer
-from daemonkit import write_config
+from daemonkit import RULES, write_config
 from factories import T0
 
 from detector.clock import ManualClock
@@ -53,7 +53,13 @@ def incident(incident_id: str, at: float = T0, **changes: Any) -> Incident:
 
 
 def make_daemon(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, instance: str, extra: str
+    tmp_path: Path,
+    sandbox: TestServer,
+    clock: ManualClock,
+    store: str,
+    instance: str,
+    extra: str,
+    rules: str = RULES,
 ) -> Daemon:
     """A daemon named `instance` on `store`; its monotonic clock is the manual clock too."""
     home = tmp_path / instance
@@ -61,6 +67,7 @@ def make_daemon(
     config = write_config(
         home,
         str(sandbox.make_url("")).rstrip("/"),
+        rules=rules,
         store=store,
         extra=f"instance: {instance}\n{extra}",
     )
@@ -70,12 +77,17 @@ def make_daemon(
 
 
 async def start_pair(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, extra: str = LONG_LEASE
+    tmp_path: Path,
+    sandbox: TestServer,
+    clock: ManualClock,
+    store: str,
+    extra: str = LONG_LEASE,
+    rules: str = RULES,
 ) -> tuple[Daemon, Daemon]:
     """Daemons `a` and `b` on one store, started without scheduler or API; `a` starts first,
     so it leads. The caller shuts them down (a test may crash or stop one first)."""
-    a = make_daemon(tmp_path, sandbox, clock, store, "a", extra)
-    b = make_daemon(tmp_path, sandbox, clock, store, "b", extra)
+    a = make_daemon(tmp_path, sandbox, clock, store, "a", extra, rules)
+    b = make_daemon(tmp_path, sandbox, clock, store, "b", extra, rules)
     await a.startup(schedule=False, serve=False)
     await b.startup(schedule=False, serve=False)
     return a, b
@@ -83,11 +95,16 @@ async def start_pair(
 
 @asynccontextmanager
 async def pair(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, extra: str = LONG_LEASE
+    tmp_path: Path,
+    sandbox: TestServer,
+    clock: ManualClock,
+    store: str,
+    extra: str = LONG_LEASE,
+    rules: str = RULES,
 ) -> AsyncIterator[tuple[Daemon, Daemon]]:
     """`start_pair`, then shut down on the way out whichever of the two is still running (a
     test may stop or crash one itself), even when the test fails."""
-    a, b = await start_pair(tmp_path, sandbox, clock, store, extra)
+    a, b = await start_pair(tmp_path, sandbox, clock, store, extra, rules)
     try:
         yield a, b
     finally:

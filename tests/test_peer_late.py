@@ -12,8 +12,7 @@ from pathlib import Path
 import pg
 import pytest
 from aiohttp.test_utils import TestServer
-from chaoskit import LONG_LEASE, MIN, fault
-from daemonkit import write_config
+from chaoskit import MIN, fault, pair
 from factories import T0, make_result
 from sqlalchemy import create_engine, inspect, text
 
@@ -21,9 +20,7 @@ from detector.cli import main
 from detector.clock import ManualClock
 from detector.daemon import Daemon
 from detector.engine.series import Series
-from detector.logs import configure
 from detector.pipeline import PEER_LOOKBACK_S, Pipeline
-from detector.settings import load_settings
 from detector.store import SqlStore, migrate, open_store
 
 # postgres_server, pg_url, clock, sandbox and credentials come from conftest.py
@@ -39,34 +36,6 @@ rules:
     impact:
       - {status: major_outage, when: error_ratio >= 0.9}
 """
-
-
-def _daemon(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str, instance: str
-) -> Daemon:
-    home = tmp_path / instance
-    home.mkdir(exist_ok=True)
-    config = write_config(
-        home,
-        str(sandbox.make_url("")).rstrip("/"),
-        rules=RULES,
-        store=store,
-        extra=f"instance: {instance}\n{LONG_LEASE}",
-    )
-    return Daemon(
-        load_settings(config), log=configure("json", "error"), clock=clock, monotonic=clock.now
-    )
-
-
-async def _pair(
-    tmp_path: Path, sandbox: TestServer, clock: ManualClock, store: str
-) -> tuple[Daemon, Daemon]:
-    """`a` leads (it starts first); `b` is its peer. The caller shuts both down."""
-    a = _daemon(tmp_path, sandbox, clock, store, "a")
-    b = _daemon(tmp_path, sandbox, clock, store, "b")
-    await a.startup(schedule=False, serve=False)
-    await b.startup(schedule=False, serve=False)
-    return a, b
 
 
 def _pipeline(daemon: Daemon) -> Pipeline:
@@ -110,8 +79,7 @@ def _stored_times(store: str, instance: str) -> list[float]:
 async def test_results_a_peer_writes_300s_late_count_in_the_leaders_next_evaluation(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await _pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url, rules=RULES) as (a, b):
         await fault(sandbox, "carriers/dhl")
         # b probes DHL for 6 minutes without reaching the store (its buffer holds the runs);
         # the leader a, which runs no probes here, keeps leading and evaluating.
@@ -146,16 +114,12 @@ async def test_results_a_peer_writes_300s_late_count_in_the_leaders_next_evaluat
         await a.evaluate()
         assert _window_times(a, "b") == _stored_times(pg_url, "b")
         assert len(set(_window_times(a, "b"))) == 14 // 2  # one per market a round
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 async def test_the_leader_reads_from_its_watermark_and_forgets_ids_it_cannot_read_again(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await _pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url, rules=RULES) as (a, b):
         pipeline = _pipeline(a)
         for _ in range(15):  # b probes and writes every minute; a leads and evaluates
             clock.advance(MIN)
@@ -173,44 +137,38 @@ async def test_the_leader_reads_from_its_watermark_and_forgets_ids_it_cannot_rea
         # Every DHL run b wrote inside the 10-minute window, each once.
         horizon = clock.now() - 10 * MIN
         assert _window_times(a, "b") == [t for t in _stored_times(pg_url, "b") if t > horizon]
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 async def test_a_peer_clock_running_ahead_does_not_push_the_watermark_past_now(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await _pair(tmp_path, sandbox, clock, pg_url)
-    store = open_store(pg_url)
-    try:
-        pipeline = _pipeline(a)
-        clock.advance(MIN)
-        now = clock.now()
-        # "c" stamps with a clock an hour ahead; b, a little behind, writes after it.
-        store.add_results([make_result(now - 1, instance="c")], written_at=now + 3600)
-        await a.lead()
-        assert await pipeline.ingest_peers() == 1
-        assert pipeline.peer_since() == now - PEER_LOOKBACK_S
-        store.add_results([make_result(now - 2, instance="b")], written_at=now - 3)
-        assert await pipeline.ingest_peers() == 1  # still read: the mark stayed at a's now
-        later = clock.advance(5 * MIN)
-        store.add_results([make_result(later - 2, instance="b")], written_at=later - 1)
-        assert await pipeline.ingest_peers() == 1  # and the id of b's first row is forgotten
-        clock.advance(-10 * MIN)  # a's own clock steps back: nothing is read twice
-        assert await pipeline.ingest_peers() == 0
-        assert pipeline.peer_since() == later - PEER_LOOKBACK_S  # where the last read began
-    finally:
-        store.close()
-        await a.shutdown()
-        await b.shutdown()
+    async with pair(tmp_path, sandbox, clock, pg_url, rules=RULES) as (a, _peer):
+        store = open_store(pg_url)
+        try:
+            pipeline = _pipeline(a)
+            clock.advance(MIN)
+            now = clock.now()
+            # "c" stamps with a clock an hour ahead; b, a little behind, writes after it.
+            store.add_results([make_result(now - 1, instance="c")], written_at=now + 3600)
+            await a.lead()
+            assert await pipeline.ingest_peers() == 1
+            assert pipeline.peer_since() == now - PEER_LOOKBACK_S
+            store.add_results([make_result(now - 2, instance="b")], written_at=now - 3)
+            assert await pipeline.ingest_peers() == 1  # still read: the mark stayed at a's now
+            later = clock.advance(5 * MIN)
+            store.add_results([make_result(later - 2, instance="b")], written_at=later - 1)
+            assert await pipeline.ingest_peers() == 1  # and the id of b's first row is forgotten
+            clock.advance(-10 * MIN)  # a's own clock steps back: nothing is read twice
+            assert await pipeline.ingest_peers() == 0
+            assert pipeline.peer_since() == later - PEER_LOOKBACK_S  # where the last read began
+        finally:
+            store.close()
 
 
 async def test_a_new_leader_does_not_feed_again_what_its_rebuilt_windows_hold(
     tmp_path: Path, sandbox: TestServer, clock: ManualClock, pg_url: str
 ) -> None:
-    a, b = await _pair(tmp_path, sandbox, clock, pg_url)
-    try:
+    async with pair(tmp_path, sandbox, clock, pg_url, rules=RULES) as (a, b):
         for _ in range(3):
             clock.advance(MIN)
             for daemon in (a, b):
@@ -227,9 +185,6 @@ async def test_a_new_leader_does_not_feed_again_what_its_rebuilt_windows_hold(
         await b.evaluate()
         assert _window_times(b, "a") == _stored_times(pg_url, "a")
         assert _window_times(b, "b") == _stored_times(pg_url, "b")
-    finally:
-        await a.shutdown()
-        await b.shutdown()
 
 
 # ------------------------------------------------------------------ the stamp
