@@ -163,14 +163,16 @@ def warm_engine(
     rules: Sequence[Rule],
     shadow: Engine,
     component_names: Mapping[str, str],
-    reads: tuple[float, float, str],
+    *,
+    now: float,
+    peer_since: float,
+    instance: str,
 ) -> tuple[Engine, list[PeerRow]]:
     """A new leader's engine: the stored state (the incidents the last leader opened, with
     their ids), windows rebuilt from every instance's stored results, and the clocks of
-    failures this standby saw begin that the last leader had not saved yet; with the peers'
-    rows those windows hold (`Store.takeover_read`: one snapshot). `reads`: now, the peer
-    watermark and this instance."""
-    now, peer_since, instance = reads
+    failures this standby saw begin that the last leader had not saved yet; with the other
+    instances' rows written after `peer_since` that those windows hold
+    (`Store.takeover_read`: one snapshot)."""
     read = store.takeover_read(now - _horizon(rules), peer_since, instance)
     engine = load_state(rules, read.state, read.results, component_names)
     for key, series in engine.series.items():
@@ -243,9 +245,15 @@ async def hold_lease(
             # Peers read as every evaluation does (by written_at, from the watermark), in the
             # same snapshot as the windows: those rows count as fed, a later commit does not.
             since = pipeline.peer_since()
-            reads = (pipeline.clock.now(), since, pipeline.instance)
             engine, rows = await asyncio.to_thread(
-                warm_engine, pipeline.store, rules, pipeline.engine, component_names, reads
+                warm_engine,
+                pipeline.store,
+                rules,
+                pipeline.engine,
+                component_names,
+                now=pipeline.clock.now(),
+                peer_since=since,
+                instance=pipeline.instance,
             )
         except StoreError as exc:
             pipeline.store_failed("take_over", exc)

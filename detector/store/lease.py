@@ -115,17 +115,9 @@ def peer_results(
 def takeover_read(
     connection: Connection, since: float, peer_since: float, instance: str
 ) -> Takeover:
-    state = tables.engine_state.c
-    row = connection.execute(select(state.state).where(state.id == 1)).first()
-    c = tables.probe_results.c
-    query = (
-        select(*(c[name] for name in tables.RESULT_COLUMNS))
-        .where(c.at > since)
-        .order_by(c.at, c.id)
-    )
-    results = [ProbeResult(*result) for result in connection.execute(query)]
-    peers = peer_results(connection, peer_since, instance)
-    return Takeover(dict(row[0]) if row is not None else None, results, peers)
+    state = tables.read_engine_state(connection)
+    results = [ProbeResult(*row) for row in connection.execute(tables.results_query(since))]
+    return Takeover(state, results, peer_results(connection, peer_since, instance))
 
 
 class LeaseStore:

@@ -52,7 +52,6 @@ from detector.store.lease import Fence, LeaseStore, check_fence
 from detector.store.outbox import OutboxMixin
 from detector.store.tables import (
     ComponentRow,
-    EngineStateRow,
     IncidentRow,
     IncidentUpdateRow,
 )
@@ -234,9 +233,8 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
         session.exec(statement)
 
     def load_engine_state(self) -> dict[str, Any] | None:
-        with self._session("load engine state") as session:
-            row = session.get(EngineStateRow, 1)
-            return dict(row.state) if row is not None else None
+        with store_errors("load engine state", self.url), self.engine.connect() as connection:
+            return tables.read_engine_state(connection)
 
     # --- incidents
 
@@ -327,13 +325,8 @@ class SqlStore(CalendarMixin, OutboxMixin, LeaseStore):
     def _results(
         self, since: float, until: float | None, *, inclusive: bool
     ) -> Iterator[ProbeResult]:
-        c = tables.probe_results.c
-        query = core_select(*(c[name] for name in tables.RESULT_COLUMNS)).where(
-            c.at >= since if inclusive else c.at > since
-        )
-        if until is not None:
-            query = query.where(c.at < until)
-        query = query.order_by(c.at, c.id).execution_options(yield_per=_EXPORT_BATCH)
+        query = tables.results_query(since, until, inclusive=inclusive)
+        query = query.execution_options(yield_per=_EXPORT_BATCH)
         with store_errors("read probe results", self.url), self.engine.connect() as connection:
             for row in connection.execute(query):
                 yield ProbeResult(*row)

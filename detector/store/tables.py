@@ -19,13 +19,16 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
     Double,
     Index,
     Integer,
     MetaData,
+    Select,
     Table,
     UniqueConstraint,
     false,
+    select,
     text,
     true,
 )
@@ -339,6 +342,26 @@ RESULT_COLUMNS = (
     "suspect",
 )
 WRITE_COLUMNS = (*RESULT_COLUMNS, "written_at")
+
+
+def results_query(
+    since: float, until: float | None = None, *, inclusive: bool = False
+) -> Select[Any]:
+    """The results with `at` after `since` (or from it, `inclusive`) and before `until`,
+    oldest first, as RESULT_COLUMNS rows."""
+    c = probe_results.c
+    query = select(*(c[name] for name in RESULT_COLUMNS))
+    query = query.where(c.at >= since if inclusive else c.at > since)
+    if until is not None:
+        query = query.where(c.at < until)
+    return query.order_by(c.at, c.id)
+
+
+def read_engine_state(connection: Connection) -> dict[str, Any] | None:
+    """The engine state blob the leader last saved (one row, id 1), or None."""
+    c = engine_state.c
+    row = connection.execute(select(c.state).where(c.id == 1)).first()
+    return dict(row[0]) if row is not None else None
 
 
 def result_row(result: ProbeResult, written_at: float) -> tuple[Any, ...]:
