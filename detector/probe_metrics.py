@@ -31,6 +31,9 @@ PROBE_DURATION_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 )  # fmt: skip
 
+# The `le` label of each bucket, as prometheus_client spells it, and +Inf last.
+_LE: Final = (*(floatToGoString(bound) for bound in PROBE_DURATION_BUCKETS), "+Inf")
+
 RunKey = tuple[str, str, str, str]  # probe, kind, component, result
 
 
@@ -41,11 +44,10 @@ def _label(value: str) -> str:
 class Durations:
     """One kind's latency histogram: a count per bucket (not cumulative) and the sum."""
 
-    __slots__ = ("counts", "kind", "sum")
+    __slots__ = ("counts", "sum")
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.counts = [0] * (len(PROBE_DURATION_BUCKETS) + 1)  # the last one is +Inf
+    def __init__(self) -> None:
+        self.counts = [0] * len(_LE)  # the last one is +Inf
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
@@ -54,9 +56,8 @@ class Durations:
         self.sum += seconds
 
     def cumulative(self) -> list[tuple[str, float]]:
-        bounds = [*map(floatToGoString, PROBE_DURATION_BUCKETS), "+Inf"]
         total, out = 0, []
-        for bound, count in zip(bounds, list(self.counts), strict=True):
+        for bound, count in zip(_LE, list(self.counts), strict=True):
             total += count
             out.append((bound, float(total)))
         return out
@@ -83,7 +84,7 @@ class ProbeFamilies(Collector):
         self._success_prefix[key[0]] = f'detector_probe_success{{probe="{probe}"}} '
         durations = self.durations.get(key[1])
         if durations is None:
-            durations = self.durations[key[1]] = Durations(key[1])
+            durations = self.durations[key[1]] = Durations()
         return durations
 
     def remove_probe(self, probe: str) -> None:
