@@ -123,6 +123,16 @@ def pg_url(postgres_server: str) -> str:
     return new_database(postgres_server)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store on each backend in turn (the test runs once per backend): a SQLite file
+    whose folder does not exist yet, or a new database at the newest schema on the run's
+    PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/var/detector.db"  # parent dir made on first connect
+    return new_database(request.getfixturevalue("postgres_server"))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     """A migrated SQLite file holding apikit.COMPONENTS."""

@@ -66,12 +66,8 @@ def test_release_hands_the_lease_on_at_once(pg_url: str) -> None:
         store.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_the_database_allows_one_open_incident_per_series(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = f"sqlite:///{tmp_path}/d.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    store = open_store(url)
+def test_the_database_allows_one_open_incident_per_series(store_url: str) -> None:
+    store = open_store(store_url)
     try:
         first, twin = incident("inc-1", T0), incident("inc-2", T0 + 60)
         store.commit_engine([IncidentOpened(first)], {}, {}, T0)

@@ -7,10 +7,8 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
-import pg
 import pytest
 from notifykit import (
     T0,
@@ -43,15 +41,10 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_SECRET", SECRET)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
     """The outbox on both backends: the same contract."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/detector.db"
-    else:
-        server: str = request.getfixturevalue("postgres_server")
-        url = pg.create_database(server, template=pg.DATABASE)
-    s = open_store(url)
+    s = open_store(store_url)
     yield s
     s.close()
 

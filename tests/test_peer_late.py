@@ -196,12 +196,8 @@ def _written(store: SqlStore) -> list[tuple[float, float]]:
         return [(row[0], row[1]) for row in connection.execute(query)]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_add_results_stamps_the_given_time_or_each_results_own(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = f"sqlite:///{tmp_path}/d.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    store = open_store(url)
+def test_add_results_stamps_the_given_time_or_each_results_own(store_url: str) -> None:
+    store = open_store(store_url)
     try:
         history = [make_result(T0 + n) for n in range(3)]
         store.add_results(history)  # None: as if written when they happened
@@ -218,12 +214,10 @@ def test_add_results_stamps_the_given_time_or_each_results_own(
         store.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_reread_of_the_overlap_returns_rows_only_from_the_oldest_one_not_fed(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    store_url: str,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/d.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    store = open_store(url)
+    store = open_store(store_url)
     try:
         for n in range(3):  # three flushes of peer b, 5 s apart; one of a's own
             store.add_results([make_result(T0 + n, instance="b")] * 2, written_at=T0 + 5 * n)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pg
 import pytest
 from factories import MAJOR, T0, make_component, make_incident, make_result
 from sqlalchemy import event, func, select
@@ -42,14 +40,6 @@ OPERATIONAL = ComponentStatus.OPERATIONAL
 INVESTIGATING = IncidentStatus.INVESTIGATING
 MONITORING = IncidentStatus.MONITORING
 RESOLVED = IncidentStatus.RESOLVED
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/var/detector.db"  # parent dir made on first connect
-    server: str = request.getfixturevalue("postgres_server")
-    return pg.create_database(server, template=pg.DATABASE)
 
 
 @pytest.fixture

@@ -91,16 +91,13 @@ async def test_a_cut_connection_is_reopened_on_the_next_write(
         await a.shutdown()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_the_buffer_is_bounded_and_drops_are_counted(
-    backend: str,
     tmp_path: Path,
     sandbox: TestServer,
     clock: ManualClock,
-    request: pytest.FixtureRequest,
+    store_url: str,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/d.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    a = make_daemon(tmp_path, sandbox, clock, url, "a", "max_buffered_results: 1000\n")
+    a = make_daemon(tmp_path, sandbox, clock, store_url, "a", "max_buffered_results: 1000\n")
     await a.startup(schedule=False, serve=False)
     assert a.pipeline is not None
     try:
