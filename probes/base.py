@@ -36,7 +36,7 @@ from detector.clock import Clock
 from detector.model import COMPONENT_ID_PATTERN, ProbeResult
 from detector.timeutil import parse_duration
 from probes import deadlines
-from probes.tracing import _PHASES
+from probes.tracing import PHASES
 
 
 class ProbeFunc(Protocol):
@@ -266,7 +266,7 @@ async def cleanup(action: Coroutine[Any, Any, str | None]) -> str | None:
     if task is not None and task.cancelling():
         # Its requests belong to no run: keep them out of the finished result's phases.
         context = contextvars.copy_context()
-        context.run(_PHASES.set, None)
+        context.run(PHASES.set, None)
         detached = asyncio.get_running_loop().create_task(action, context=context)
         _DETACHED.add(detached)  # a task nobody references can be garbage-collected mid-way
         detached.add_done_callback(_DETACHED.discard)
@@ -292,7 +292,7 @@ async def run_probe(
     timeout, a connection or DNS error, a crash in the probe)."""
     phases: dict[str, float] = {}
     # Only a traced session's hooks write phases: an untraced run skips the context change.
-    token = _PHASES.set(phases) if session.trace_configs else None
+    token = PHASES.set(phases) if session.trace_configs else None
     deadline = deadlines.start(spec.timeout)
     started = time.perf_counter()
     ok, error, kind = False, None, "error"
@@ -315,7 +315,7 @@ async def run_probe(
         log.warning("probe_crashed", probe=spec.id, kind=spec.kind, exc_info=True)
     finally:
         if token is not None:
-            _PHASES.reset(token)
+            PHASES.reset(token)
     latency = time.perf_counter() - started
     if log.is_enabled_for(logging.DEBUG):  # building the event's fields costs ~1 µs a run
         log.debug("probe_finished", probe=spec.id, ok=ok, latency_s=round(latency, 4), error=error)

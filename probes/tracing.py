@@ -67,7 +67,7 @@ class ProbeSessions:
 
 # The phase totals of the probe run in progress. A context variable, because the trace
 # callbacks run inside the probe's own task (and tasks it spawns copy the context).
-_PHASES: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+PHASES: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "probe_phases", default=None
 )
 
@@ -115,7 +115,7 @@ async def _headers_sent(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: obje
 
 
 async def _request_end(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: object) -> None:
-    phases = _PHASES.get()
+    phases = PHASES.get()
     if phases is None or not hasattr(ctx, "started"):
         return
     now = time.perf_counter()
